@@ -1,0 +1,110 @@
+//! Configuration pieces shared by the binaries. Each binary has one `Config` built by clap
+//! from flags and `GEOLEDGER_*` environment variables; the pieces here are flattened into it.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::stream::StreamSpec;
+
+/// A connection string that never shows its password in `Debug` or logs.
+#[derive(Clone)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// The full string, password included: only for handing to a driver.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for SecretUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    /// Prints the URL with any password replaced by `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return f.write_str("***");
+        };
+        match rest.split_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                write!(f, "{scheme}://{user}:***@{host}")
+            }
+            None => write!(f, "{scheme}://{rest}"),
+        }
+    }
+}
+
+/// Where NATS is and which stream holds the point events.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsConfig {
+    /// NATS server URL(s), comma-separated.
+    #[arg(long = "nats-url", env = "GEOLEDGER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub url: String,
+    /// JetStream stream that holds the point events.
+    #[arg(long = "stream", env = "GEOLEDGER_STREAM", default_value = "GEOLEDGER_POINTS")]
+    pub stream: String,
+    /// Subject prefix; each point's events go to `<prefix>.<point id>`.
+    #[arg(
+        long = "subject-prefix",
+        env = "GEOLEDGER_SUBJECT_PREFIX",
+        default_value = "geoledger.points"
+    )]
+    pub subject_prefix: String,
+    /// How long JetStream remembers a `Nats-Msg-Id` to drop a duplicate publish, in seconds.
+    #[arg(long = "duplicate-window-secs", env = "GEOLEDGER_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
+    pub duplicate_window_secs: u64,
+}
+
+impl NatsConfig {
+    /// The stream this configuration names.
+    #[must_use]
+    pub fn stream_spec(&self) -> StreamSpec {
+        StreamSpec {
+            name: self.stream.clone(),
+            subject_prefix: self.subject_prefix.clone(),
+            duplicate_window: Duration::from_secs(self.duplicate_window_secs),
+        }
+    }
+}
+
+/// Where PostgreSQL is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseConfig {
+    /// PostgreSQL connection URL.
+    #[arg(
+        long = "database-url",
+        env = "GEOLEDGER_DATABASE_URL",
+        default_value = "postgres://geoledger@127.0.0.1:5432/geoledger"
+    )]
+    pub url: SecretUrl,
+    /// Largest number of pooled connections.
+    #[arg(long = "database-max-connections", env = "GEOLEDGER_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub max_connections: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_never_reaches_the_log() {
+        let url: SecretUrl = "postgres://app:hunter2@db:5432/x".parse().unwrap();
+        assert_eq!(format!("{url:?}"), "postgres://app:***@db:5432/x");
+        assert_eq!(url.expose(), "postgres://app:hunter2@db:5432/x");
+    }
+}

@@ -1,0 +1,336 @@
+//! Validated point values. A handler never sees an unchecked coordinate or name: the only way
+//! to get a [`Longitude`], [`Latitude`] or [`PointName`] is through their `TryFrom`/`parse`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Longest point name, in Unicode scalar values (the read model column is `VARCHAR(100)`, which
+/// PostgreSQL counts in characters, not bytes).
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// A longitude in degrees, WGS 84, within [-180, 180].
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+#[serde(transparent)]
+pub struct Longitude(f64);
+
+/// A latitude in degrees, WGS 84, within [-90, 90].
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+#[serde(transparent)]
+pub struct Latitude(f64);
+
+/// A point's name: trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PointName(String);
+
+/// Why a single value was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidValue {
+    /// The value is NaN or infinite (or a literal too large for an f64, such as `1e999`).
+    #[error("must be a finite number")]
+    NotFinite,
+    /// The value lies outside the allowed closed interval.
+    #[error("must be between {min} and {max}")]
+    OutOfRange {
+        /// Lower bound, inclusive.
+        min: f64,
+        /// Upper bound, inclusive.
+        max: f64,
+    },
+    /// The name is empty once leading and trailing white space is removed.
+    #[error("must not be empty or only white space")]
+    Empty,
+    /// The name has more characters than the column holds.
+    #[error("must be at most {MAX_NAME_CHARS} characters, got {0}")]
+    TooLong(usize),
+    /// The name holds a control character (including line breaks and tabs).
+    #[error("must not contain control characters")]
+    ControlCharacter,
+}
+
+fn finite_in(value: f64, min: f64, max: f64) -> Result<f64, InvalidValue> {
+    if !value.is_finite() {
+        return Err(InvalidValue::NotFinite);
+    }
+    if !(min..=max).contains(&value) {
+        return Err(InvalidValue::OutOfRange { min, max });
+    }
+    Ok(value)
+}
+
+impl TryFrom<f64> for Longitude {
+    type Error = InvalidValue;
+
+    fn try_from(value: f64) -> Result<Self, Self::Error> {
+        finite_in(value, -180.0, 180.0).map(Self)
+    }
+}
+
+impl TryFrom<f64> for Latitude {
+    type Error = InvalidValue;
+
+    fn try_from(value: f64) -> Result<Self, Self::Error> {
+        finite_in(value, -90.0, 90.0).map(Self)
+    }
+}
+
+impl Longitude {
+    /// The value in degrees.
+    #[must_use]
+    pub fn degrees(self) -> f64 {
+        self.0
+    }
+}
+
+impl Latitude {
+    /// The value in degrees.
+    #[must_use]
+    pub fn degrees(self) -> f64 {
+        self.0
+    }
+}
+
+impl PointName {
+    /// Trims white space at both ends and checks the rest.
+    ///
+    /// # Errors
+    /// [`InvalidValue::Empty`], [`InvalidValue::TooLong`] or [`InvalidValue::ControlCharacter`].
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(InvalidValue::Empty);
+        }
+        let chars = trimmed.chars().count();
+        if chars > MAX_NAME_CHARS {
+            return Err(InvalidValue::TooLong(chars));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(InvalidValue::ControlCharacter);
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The name as stored.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PointName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Longitude {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::try_from(f64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for Latitude {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::try_from(f64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for PointName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A validated `{"longitude", "latitude", "name"}` write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPoint {
+    /// Where the point is, longitude.
+    pub longitude: Longitude,
+    /// Where the point is, latitude.
+    pub latitude: Latitude,
+    /// What the point is called.
+    pub name: PointName,
+}
+
+/// One field's problem, as reported to the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The JSON member the problem is about.
+    pub field: String,
+    /// What is wrong with it, for a person.
+    pub reason: String,
+}
+
+/// Why a body could not become a [`NewPoint`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NewPointError {
+    /// The body is not JSON, or is JSON but not an object.
+    #[error("the body must be a JSON object: {0}")]
+    NotAnObject(String),
+    /// The object parsed but one or more members are missing, unknown or invalid.
+    #[error("{} field(s) are invalid", .0.len())]
+    Fields(Vec<FieldError>),
+}
+
+impl NewPoint {
+    /// Validates a JSON document of the form `{"longitude": 2.35, "latitude": 48.85, "name":
+    /// "Paris"}` and reports every bad field at once.
+    ///
+    /// Numbers are read from their JSON text rather than through serde's number type, so that a
+    /// literal that overflows an f64 (`1e999`) is reported as a bad longitude rather than as a
+    /// JSON syntax error, and so that a string holding a number (`"2.35"`) is refused rather
+    /// than coerced.
+    ///
+    /// # Errors
+    /// [`NewPointError::NotAnObject`] when the document is not a JSON object,
+    /// [`NewPointError::Fields`] when any member is missing, unknown or invalid.
+    pub fn from_json(body: &[u8]) -> Result<Self, NewPointError> {
+        let members: BTreeMap<String, &RawValue> = serde_json::from_slice(body)
+            .map_err(|e| NewPointError::NotAnObject(describe_json_error(&e)))?;
+        Self::from_members(&members)
+    }
+
+    /// Validates an already split JSON object (one item of a batch, say).
+    ///
+    /// # Errors
+    /// As [`NewPoint::from_json`], without the object check.
+    pub fn from_members(members: &BTreeMap<String, &RawValue>) -> Result<Self, NewPointError> {
+        let mut errors = Vec::new();
+        let mut push = |field: &str, reason: String| {
+            errors.push(FieldError { field: field.to_owned(), reason });
+        };
+
+        let longitude = number_field(members, "longitude")
+            .and_then(|v| Longitude::try_from(v).map_err(|e| e.to_string()))
+            .map_err(|reason| push("longitude", reason))
+            .ok();
+        let latitude = number_field(members, "latitude")
+            .and_then(|v| Latitude::try_from(v).map_err(|e| e.to_string()))
+            .map_err(|reason| push("latitude", reason))
+            .ok();
+        let name = string_field(members, "name")
+            .and_then(|v| PointName::parse(&v).map_err(|e| e.to_string()))
+            .map_err(|reason| push("name", reason))
+            .ok();
+        for unknown in members
+            .keys()
+            .filter(|k| !["longitude", "latitude", "name"].contains(&k.as_str()))
+        {
+            push(unknown, "is not a known field".to_owned());
+        }
+
+        match (longitude, latitude, name) {
+            (Some(longitude), Some(latitude), Some(name)) if errors.is_empty() => Ok(Self {
+                longitude,
+                latitude,
+                name,
+            }),
+            _ => Err(NewPointError::Fields(errors)),
+        }
+    }
+}
+
+fn number_field(members: &BTreeMap<String, &RawValue>, field: &str) -> Result<f64, String> {
+    let raw = members.get(field).ok_or_else(|| "is required".to_owned())?.get();
+    match raw.as_bytes().first() {
+        Some(b'-' | b'0'..=b'9') => {}
+        Some(b'"') => return Err("must be a JSON number, not a string".to_owned()),
+        _ => return Err(format!("must be a JSON number, not {raw}")),
+    }
+    // The JSON grammar was already checked by the parser, so this only fails on overflow,
+    // which Rust reports as an infinity rather than an error.
+    let value: f64 = raw.parse().map_err(|_| "is not a valid number".to_owned())?;
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(InvalidValue::NotFinite.to_string())
+    }
+}
+
+fn string_field(members: &BTreeMap<String, &RawValue>, field: &str) -> Result<String, String> {
+    let raw = members.get(field).ok_or_else(|| "is required".to_owned())?;
+    serde_json::from_str::<String>(raw.get()).map_err(|_| "must be a JSON string".to_owned())
+}
+
+fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof if e.line() == 1 && e.column() == 0 => "the body is empty".to_owned(),
+        Category::Data => "expected a JSON object".to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(body: &str) -> Vec<String> {
+        match NewPoint::from_json(body.as_bytes()) {
+            Err(NewPointError::Fields(f)) => f.into_iter().map(|f| f.field).collect(),
+            other => panic!("expected field errors for {body}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_point_keeps_its_exact_coordinates_and_a_trimmed_name() {
+        let p = NewPoint::from_json(
+            br#"{"longitude": 2.3522, "latitude": 48.8566, "name": "  Paris "}"#,
+        )
+        .unwrap();
+        assert_eq!(p.longitude.degrees().to_bits(), 2.3522_f64.to_bits());
+        assert_eq!(p.latitude.degrees().to_bits(), 48.8566_f64.to_bits());
+        assert_eq!(p.name.as_str(), "Paris");
+    }
+
+    #[test]
+    fn bounds_are_inclusive_and_the_next_double_is_refused() {
+        for (lon, lat) in [(180.0, 90.0), (-180.0, -90.0)] {
+            let body = format!(r#"{{"longitude": {lon}, "latitude": {lat}, "name": "edge"}}"#);
+            assert!(NewPoint::from_json(body.as_bytes()).is_ok(), "{body}");
+        }
+        assert_eq!(
+            fields(r#"{"longitude": 180.0000001, "latitude": 0, "name": "x"}"#),
+            ["longitude"]
+        );
+        assert_eq!(fields(r#"{"longitude": 0, "latitude": -90.5, "name": "x"}"#), ["latitude"]);
+    }
+
+    #[test]
+    fn overflowing_literals_and_strings_are_field_errors() {
+        assert_eq!(fields(r#"{"longitude": 1e999, "latitude": 0, "name": "x"}"#), ["longitude"]);
+        assert_eq!(
+            fields(r#"{"longitude": "NaN", "latitude": "1.5", "name": "x"}"#),
+            ["longitude", "latitude"]
+        );
+        assert_eq!(fields(r#"{"longitude": null, "latitude": true, "name": 5}"#).len(), 3);
+    }
+
+    #[test]
+    fn names_are_counted_in_characters_not_bytes() {
+        let ok = "é".repeat(100);
+        assert!(PointName::parse(&ok).is_ok());
+        assert_eq!(PointName::parse(&"é".repeat(101)), Err(InvalidValue::TooLong(101)));
+        assert_eq!(PointName::parse(" \t "), Err(InvalidValue::Empty));
+        assert_eq!(PointName::parse("a\u{0}b"), Err(InvalidValue::ControlCharacter));
+        assert_eq!(PointName::parse("Nuku‘alofa").unwrap().as_str(), "Nuku‘alofa");
+    }
+
+    #[test]
+    fn missing_and_unknown_members_are_named() {
+        assert_eq!(fields(r#"{"lon": 1, "latitude": 0, "name": "x"}"#), ["longitude", "lon"]);
+    }
+
+    #[test]
+    fn non_objects_are_refused_before_fields_are_looked_at() {
+        for body in ["", "[]", "[1,2]", "42", "{", "null"] {
+            assert!(
+                matches!(NewPoint::from_json(body.as_bytes()), Err(NewPointError::NotAnObject(_))),
+                "{body:?}"
+            );
+        }
+    }
+}
