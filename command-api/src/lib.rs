@@ -1,0 +1,108 @@
+//! command-api: the write side. It validates commands, turns each into an event and answers
+//! only once JetStream has stored that event. It keeps no state of its own; any number of
+//! instances can run behind a load balancer.
+
+mod error;
+mod http;
+mod publish;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use geoledger_common::config::NatsConfig;
+use geoledger_common::telemetry::LogFormat;
+
+pub use crate::publish::Publisher;
+
+/// Everything command-api can be told, from flags or `GEOLEDGER_*` variables.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "command-api", version, about = "geoledger's write side")]
+pub struct Config {
+    /// Where NATS is and which stream to write.
+    #[command(flatten)]
+    pub nats: NatsConfig,
+    /// Address to serve HTTP on.
+    #[arg(long, env = "GEOLEDGER_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// Log line format.
+    #[arg(long, env = "GEOLEDGER_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+    /// How long to wait for JetStream to acknowledge an event before answering 503, in ms.
+    #[arg(long, env = "GEOLEDGER_ACK_TIMEOUT_MS", default_value_t = 3000)]
+    pub ack_timeout_ms: u64,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "GEOLEDGER_BODY_LIMIT", default_value_t = 64 * 1024)]
+    pub body_limit: usize,
+}
+
+impl Config {
+    /// Defaults with the given NATS settings, listening on `listen`: for tests and tools that
+    /// embed command-api rather than parse a command line.
+    #[must_use]
+    pub fn new(nats: NatsConfig, listen: SocketAddr) -> Self {
+        Self {
+            nats,
+            listen,
+            log_format: LogFormat::Text,
+            ack_timeout_ms: 3000,
+            body_limit: 64 * 1024,
+        }
+    }
+}
+
+/// A command-api bound to its port and connected (or connecting) to NATS.
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    publisher: Publisher,
+}
+
+impl App {
+    /// Binds the listener and starts connecting to NATS. NATS being down does not stop the
+    /// service from starting: `/status` reports 503 and writes answer 503 until it is up.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let publisher =
+            Publisher::connect(&config.nats, Duration::from_millis(config.ack_timeout_ms)).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let router = http::router(publisher.clone(), config.body_limit);
+        Ok(Self {
+            listener,
+            router,
+            publisher,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has a local address")
+    }
+
+    /// The publisher this app writes through.
+    #[must_use]
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(http.addr = %self.local_addr(), "listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        self.publisher.flush().await;
+        Ok(())
+    }
+}

@@ -53,10 +53,18 @@ impl fmt::Display for SecretUrl {
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsConfig {
     /// NATS server URL(s), comma-separated.
-    #[arg(long = "nats-url", env = "GEOLEDGER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long = "nats-url",
+        env = "GEOLEDGER_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub url: String,
     /// JetStream stream that holds the point events.
-    #[arg(long = "stream", env = "GEOLEDGER_STREAM", default_value = "GEOLEDGER_POINTS")]
+    #[arg(
+        long = "stream",
+        env = "GEOLEDGER_STREAM",
+        default_value = "GEOLEDGER_POINTS"
+    )]
     pub stream: String,
     /// Subject prefix; each point's events go to `<prefix>.<point id>`.
     #[arg(
@@ -66,7 +74,11 @@ pub struct NatsConfig {
     )]
     pub subject_prefix: String,
     /// How long JetStream remembers a `Nats-Msg-Id` to drop a duplicate publish, in seconds.
-    #[arg(long = "duplicate-window-secs", env = "GEOLEDGER_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
+    #[arg(
+        long = "duplicate-window-secs",
+        env = "GEOLEDGER_DUPLICATE_WINDOW_SECS",
+        default_value_t = 120
+    )]
     pub duplicate_window_secs: u64,
 }
 
@@ -93,7 +105,11 @@ pub struct DatabaseConfig {
     )]
     pub url: SecretUrl,
     /// Largest number of pooled connections.
-    #[arg(long = "database-max-connections", env = "GEOLEDGER_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    #[arg(
+        long = "database-max-connections",
+        env = "GEOLEDGER_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 10
+    )]
     pub max_connections: u32,
 }
 

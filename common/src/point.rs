@@ -200,7 +200,10 @@ impl NewPoint {
     pub fn from_members(members: &BTreeMap<String, &RawValue>) -> Result<Self, NewPointError> {
         let mut errors = Vec::new();
         let mut push = |field: &str, reason: String| {
-            errors.push(FieldError { field: field.to_owned(), reason });
+            errors.push(FieldError {
+                field: field.to_owned(),
+                reason,
+            });
         };
 
         let longitude = number_field(members, "longitude")
@@ -234,7 +237,10 @@ impl NewPoint {
 }
 
 fn number_field(members: &BTreeMap<String, &RawValue>, field: &str) -> Result<f64, String> {
-    let raw = members.get(field).ok_or_else(|| "is required".to_owned())?.get();
+    let raw = members
+        .get(field)
+        .ok_or_else(|| "is required".to_owned())?
+        .get();
     match raw.as_bytes().first() {
         Some(b'-' | b'0'..=b'9') => {}
         Some(b'"') => return Err("must be a JSON number, not a string".to_owned()),
@@ -242,7 +248,9 @@ fn number_field(members: &BTreeMap<String, &RawValue>, field: &str) -> Result<f6
     }
     // The JSON grammar was already checked by the parser, so this only fails on overflow,
     // which Rust reports as an infinity rather than an error.
-    let value: f64 = raw.parse().map_err(|_| "is not a valid number".to_owned())?;
+    let value: f64 = raw
+        .parse()
+        .map_err(|_| "is not a valid number".to_owned())?;
     if value.is_finite() {
         Ok(value)
     } else {
@@ -296,39 +304,63 @@ mod tests {
             fields(r#"{"longitude": 180.0000001, "latitude": 0, "name": "x"}"#),
             ["longitude"]
         );
-        assert_eq!(fields(r#"{"longitude": 0, "latitude": -90.5, "name": "x"}"#), ["latitude"]);
+        assert_eq!(
+            fields(r#"{"longitude": 0, "latitude": -90.5, "name": "x"}"#),
+            ["latitude"]
+        );
     }
 
     #[test]
     fn overflowing_literals_and_strings_are_field_errors() {
-        assert_eq!(fields(r#"{"longitude": 1e999, "latitude": 0, "name": "x"}"#), ["longitude"]);
+        assert_eq!(
+            fields(r#"{"longitude": 1e999, "latitude": 0, "name": "x"}"#),
+            ["longitude"]
+        );
         assert_eq!(
             fields(r#"{"longitude": "NaN", "latitude": "1.5", "name": "x"}"#),
             ["longitude", "latitude"]
         );
-        assert_eq!(fields(r#"{"longitude": null, "latitude": true, "name": 5}"#).len(), 3);
+        assert_eq!(
+            fields(r#"{"longitude": null, "latitude": true, "name": 5}"#).len(),
+            3
+        );
     }
 
     #[test]
     fn names_are_counted_in_characters_not_bytes() {
         let ok = "é".repeat(100);
         assert!(PointName::parse(&ok).is_ok());
-        assert_eq!(PointName::parse(&"é".repeat(101)), Err(InvalidValue::TooLong(101)));
+        assert_eq!(
+            PointName::parse(&"é".repeat(101)),
+            Err(InvalidValue::TooLong(101))
+        );
         assert_eq!(PointName::parse(" \t "), Err(InvalidValue::Empty));
-        assert_eq!(PointName::parse("a\u{0}b"), Err(InvalidValue::ControlCharacter));
-        assert_eq!(PointName::parse("Nuku‘alofa").unwrap().as_str(), "Nuku‘alofa");
+        assert_eq!(
+            PointName::parse("a\u{0}b"),
+            Err(InvalidValue::ControlCharacter)
+        );
+        assert_eq!(
+            PointName::parse("Nuku‘alofa").unwrap().as_str(),
+            "Nuku‘alofa"
+        );
     }
 
     #[test]
     fn missing_and_unknown_members_are_named() {
-        assert_eq!(fields(r#"{"lon": 1, "latitude": 0, "name": "x"}"#), ["longitude", "lon"]);
+        assert_eq!(
+            fields(r#"{"lon": 1, "latitude": 0, "name": "x"}"#),
+            ["longitude", "lon"]
+        );
     }
 
     #[test]
     fn non_objects_are_refused_before_fields_are_looked_at() {
         for body in ["", "[]", "[1,2]", "42", "{", "null"] {
             assert!(
-                matches!(NewPoint::from_json(body.as_bytes()), Err(NewPointError::NotAnObject(_))),
+                matches!(
+                    NewPoint::from_json(body.as_bytes()),
+                    Err(NewPointError::NotAnObject(_))
+                ),
                 "{body:?}"
             );
         }

@@ -86,9 +86,13 @@ impl Problem {
             .map(|e| format!("{} {}", e.field, e.reason))
             .collect::<Vec<_>>()
             .join("; ");
-        Self::new(StatusCode::BAD_REQUEST, "validation", "The request has invalid fields")
-            .detail(detail)
-            .errors(errors)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "validation",
+            "The request has invalid fields",
+        )
+        .detail(detail)
+        .errors(errors)
     }
 
     /// 404 for something that does not exist.
@@ -118,8 +122,12 @@ impl Problem {
             error.cause_chain = ?cause_chain(error),
             "request failed"
         );
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error")
-            .detail("the error was logged; retrying may help")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+        )
+        .detail("the error was logged; retrying may help")
     }
 
     /// The HTTP status.
@@ -153,6 +161,10 @@ impl IntoResponse for Problem {
 }
 
 /// Answers any route nobody defined, in the same format as every other error.
+#[expect(
+    clippy::unused_async,
+    reason = "axum takes fallbacks as async handlers"
+)]
 pub async fn route_not_found() -> Problem {
     Problem::not_found("no route matches this path")
 }
@@ -160,5 +172,9 @@ pub async fn route_not_found() -> Problem {
 /// Answers a known path asked with a method it does not support.
 #[must_use]
 pub fn method_not_allowed() -> Problem {
-    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+    )
 }

@@ -30,7 +30,9 @@ where
 {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     // A second call (several tests in one process) keeps the first subscriber.
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

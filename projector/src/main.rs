@@ -1,1 +1,27 @@
-fn main() {}
+use clap::Parser;
+
+use geoledger_common::{shutdown, telemetry};
+use projector::{App, Command, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    telemetry::init(config.log_format, "info,projector=info,sqlx=warn");
+    tracing::info!(config = ?config, "starting projector");
+    match config.command {
+        Some(Command::Migrate) => projector::migrate_only(&config).await,
+        Some(Command::Rebuild) => {
+            projector::reset_projection(&config).await?;
+            App::build(config)
+                .await?
+                .run_until(shutdown::signal())
+                .await
+        }
+        None => {
+            App::build(config)
+                .await?
+                .run_until(shutdown::signal())
+                .await
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! query-api: the read side. It answers reads from the PostGIS read model that the projector
+//! keeps, and never changes that model or its schema (the projector runs the migrations). Any
+//! number of instances can run against one database.
+
+mod error;
+mod http;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::net::TcpListener;
+
+use geoledger_common::config::{DatabaseConfig, SecretUrl};
+use geoledger_common::telemetry::LogFormat;
+
+pub use crate::http::{Limits, router};
+
+/// Points `GET /points` returns when the request names no `limit`.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// Most points one `GET /points` returns; a larger `limit` is lowered to this.
+pub const MAX_LIMIT: u32 = 1000;
+/// Longest a request may take before it is answered 503, in seconds.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
+
+/// How long a request waits for a pooled connection before it is answered 503. Short, so
+/// that a database outage turns into quick 503s rather than requests piling up.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Everything query-api can be told, from flags or `GEOLEDGER_*` variables.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "query-api", version, about = "geoledger's read side")]
+pub struct Config {
+    /// Where the read model is.
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// Address to serve HTTP on.
+    #[arg(long, env = "GEOLEDGER_LISTEN", default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// Log line format.
+    #[arg(long, env = "GEOLEDGER_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+    /// Points `GET /points` returns when the request names no `limit`.
+    #[arg(
+        long,
+        env = "GEOLEDGER_DEFAULT_LIMIT",
+        default_value_t = DEFAULT_LIMIT,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
+    pub default_limit: u32,
+    /// Most points one `GET /points` returns; a larger `limit` is lowered to this.
+    #[arg(
+        long,
+        env = "GEOLEDGER_MAX_LIMIT",
+        default_value_t = MAX_LIMIT,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
+    pub max_limit: u32,
+    /// Longest a request may take before it is answered 503, in seconds.
+    #[arg(
+        long,
+        env = "GEOLEDGER_REQUEST_TIMEOUT_SECS",
+        default_value_t = DEFAULT_REQUEST_TIMEOUT_SECS,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub request_timeout_secs: u64,
+}
+
+impl Config {
+    /// Defaults with the given database, listening on `listen`: for tools that embed
+    /// query-api rather than parse a command line.
+    #[must_use]
+    pub fn new(database: DatabaseConfig, listen: SocketAddr) -> Self {
+        Self {
+            database,
+            listen,
+            log_format: LogFormat::Text,
+            default_limit: DEFAULT_LIMIT,
+            max_limit: MAX_LIMIT,
+            request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
+        }
+    }
+
+    /// Defaults with the read model at `database_url` and a small pool, listening on `listen`
+    /// (port 0 picks a free port): for tests that start one instance per test database.
+    #[must_use]
+    pub fn for_tests(database_url: &str, listen: SocketAddr) -> Self {
+        let Ok(url) = SecretUrl::from_str(database_url);
+        Self::new(
+            DatabaseConfig {
+                url,
+                max_connections: 4,
+            },
+            listen,
+        )
+    }
+}
+
+/// A query-api bound to its port, with a pool that connects on first use.
+pub struct App {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    pool: PgPool,
+}
+
+impl App {
+    /// Checks the configuration, binds the listener and sets up the connection pool. The pool
+    /// connects lazily, so the service starts while PostgreSQL is down and answers 503 until
+    /// it is up.
+    ///
+    /// # Errors
+    /// An inconsistent limit pair, a database URL that does not parse, or a listen address
+    /// that cannot be bound.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let limits = Limits::new(config.default_limit, config.max_limit)
+            .context("the default limit must not exceed the maximum limit")?;
+        let connect_options = PgConnectOptions::from_str(config.database.url.expose())
+            .context("parsing the database URL")?
+            .application_name("query-api");
+        let pool = PgPoolOptions::new()
+            .max_connections(config.database.max_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(connect_options);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let local_addr = listener.local_addr().context("reading the bound address")?;
+        let request_timeout = Duration::from_secs(config.request_timeout_secs);
+        let router = router(pool.clone(), limits, request_timeout);
+        Ok(Self {
+            listener,
+            local_addr,
+            router,
+            pool,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight (each bounded by
+    /// the request timeout) and closes the pool.
+    ///
+    /// # Errors
+    /// An I/O error of the HTTP server.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(http.addr = %self.local_addr, "listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        self.pool.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn a_zero_limit_on_the_command_line_is_refused() {
+        let parsed = Config::try_parse_from(["query-api", "--max-limit", "0"]);
+        assert!(parsed.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_default_above_the_maximum_stops_the_start() {
+        let mut config =
+            Config::for_tests("postgres://x@127.0.0.1:1/x", "127.0.0.1:0".parse().unwrap());
+        config.default_limit = 50;
+        config.max_limit = 10;
+        assert!(App::build(config).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_service_starts_on_a_free_port_without_a_database() {
+        let config =
+            Config::for_tests("postgres://x@127.0.0.1:1/x", "127.0.0.1:0".parse().unwrap());
+        let app = App::build(config).await.unwrap();
+        assert_ne!(app.local_addr().port(), 0);
+    }
+}

@@ -1,0 +1,242 @@
+//! Publishing events to JetStream and reading back what an earlier publish stored.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::connection::State;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::{self, message::PublishMessage};
+
+use geoledger_common::config::NatsConfig;
+use geoledger_common::event::EventEnvelope;
+use geoledger_common::stream::StreamSpec;
+
+/// Header naming the event type, so tools can filter without decoding payloads.
+const EVENT_TYPE_HEADER: &str = "Geoledger-Event-Type";
+
+/// Longest pause between reconnection attempts: a returning NATS is used within this bound.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+
+/// How long `/status` waits for JetStream to describe the stream.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What a publish produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Published {
+    /// The event is stored at this stream sequence.
+    Stored { sequence: u64 },
+    /// An event with the same message id was stored earlier, at this sequence; this one was
+    /// dropped by JetStream's de-duplication.
+    Duplicate { sequence: u64 },
+}
+
+/// Why an event was not stored.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PublishFailure {
+    /// NATS is not connected: nothing was sent.
+    #[error("not connected to NATS")]
+    NotConnected,
+    /// Sent, but JetStream did not confirm in time or refused it.
+    #[error("JetStream did not acknowledge the event on {subject}")]
+    NotAcknowledged {
+        subject: String,
+        #[source]
+        source: PublishError,
+    },
+}
+
+/// A cheap-to-clone handle publishing point events.
+#[derive(Clone)]
+pub struct Publisher {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    spec: StreamSpec,
+    stream_ready: Arc<AtomicBool>,
+}
+
+impl Publisher {
+    /// Starts connecting to NATS and declaring the stream, in the background, retrying until
+    /// both succeed.
+    ///
+    /// # Errors
+    /// Only when the NATS URL cannot be parsed; an unreachable server is retried.
+    pub async fn connect(config: &NatsConfig, ack_timeout: Duration) -> anyhow::Result<Self> {
+        let client = async_nats::ConnectOptions::new()
+            .name("geoledger-command-api")
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .reconnect_delay_callback(|attempts| {
+                (Duration::from_millis(100) * u32::try_from(attempts).unwrap_or(u32::MAX))
+                    .min(MAX_RECONNECT_DELAY)
+            })
+            .connect(config.url.as_str())
+            .await
+            .with_context(|| format!("connecting to NATS at {}", config.url))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(ack_timeout);
+        let publisher = Self {
+            client,
+            js,
+            spec: config.stream_spec(),
+            stream_ready: Arc::new(AtomicBool::new(false)),
+        };
+        tokio::spawn(publisher.clone().declare_stream());
+        Ok(publisher)
+    }
+
+    /// The stream this publisher writes to.
+    #[must_use]
+    pub fn spec(&self) -> &StreamSpec {
+        &self.spec
+    }
+
+    async fn declare_stream(self) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.spec.ensure(&self.js).await {
+                Ok(info) => {
+                    tracing::info!(
+                        nats.stream = %info.config.name,
+                        nats.messages = info.state.messages,
+                        "stream ready"
+                    );
+                    self.stream_ready.store(true, Ordering::Release);
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        nats.stream = %self.spec.name,
+                        error.message = %error,
+                        "stream not declared yet; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+                }
+            }
+        }
+    }
+
+    /// Publishes one envelope on its point's subject and waits for JetStream's ack.
+    ///
+    /// `message_id` feeds JetStream's de-duplication: the same id within the stream's
+    /// duplicate window stores nothing new and reports the first copy's sequence.
+    pub(crate) async fn publish(
+        &self,
+        envelope: &EventEnvelope,
+        message_id: &str,
+        traceparent: Option<&str>,
+    ) -> Result<Published, PublishFailure> {
+        match self.publish_once(envelope, message_id, traceparent).await {
+            // A NATS that lost its store (or a stream deleted by an operator) answers "no
+            // responders"; declaring the stream again and retrying is safe because the
+            // message id de-duplicates a publish that did land.
+            Err(failure) if failure.stream_missing() => {
+                tracing::warn!(nats.stream = %self.spec.name, "stream missing; declaring it again");
+                if let Err(error) = self.spec.ensure(&self.js).await {
+                    tracing::warn!(error.message = %error, "declaring the stream failed");
+                    return Err(failure);
+                }
+                self.publish_once(envelope, message_id, traceparent).await
+            }
+            other => other,
+        }
+    }
+
+    async fn publish_once(
+        &self,
+        envelope: &EventEnvelope,
+        message_id: &str,
+        traceparent: Option<&str>,
+    ) -> Result<Published, PublishFailure> {
+        // A publish made while disconnected would sit in the client's buffer and might be
+        // sent after the caller has been told it failed; refusing up front keeps a 503
+        // meaning "not stored" in all but the narrow race of a connection dropping now.
+        if self.client.connection_state() != State::Connected {
+            return Err(PublishFailure::NotConnected);
+        }
+        let subject = self.spec.subject_for(envelope.aggregate_id);
+        let mut message = PublishMessage::build()
+            .payload(envelope.to_vec().into())
+            .message_id(message_id)
+            .header(EVENT_TYPE_HEADER, envelope.event_type.as_str());
+        if let Some(tp) = traceparent {
+            message = message.header("traceparent", tp);
+        }
+        let fail = |source| PublishFailure::NotAcknowledged {
+            subject: subject.clone(),
+            source,
+        };
+        let ack = self
+            .js
+            .send_publish(subject.clone(), message)
+            .await
+            .map_err(fail)?
+            .await
+            .map_err(fail)?;
+        tracing::debug!(
+            nats.subject = %subject,
+            nats.stream_seq = ack.sequence,
+            nats.duplicate = ack.duplicate,
+            "event acknowledged"
+        );
+        Ok(if ack.duplicate {
+            Published::Duplicate {
+                sequence: ack.sequence,
+            }
+        } else {
+            Published::Stored {
+                sequence: ack.sequence,
+            }
+        })
+    }
+
+    /// Reads the event stored at `sequence`.
+    pub(crate) async fn stored_event(&self, sequence: u64) -> anyhow::Result<EventEnvelope> {
+        let stream = self
+            .js
+            .get_stream_no_info(&self.spec.name)
+            .await
+            .with_context(|| format!("opening stream {}", self.spec.name))?;
+        let message = stream
+            .get_raw_message(sequence)
+            .await
+            .with_context(|| format!("reading stream sequence {sequence}"))?;
+        EventEnvelope::from_slice(&message.payload)
+            .with_context(|| format!("decoding the event at stream sequence {sequence}"))
+    }
+
+    /// `Ok(stream name)` when an event could be published now, else why not.
+    pub(crate) async fn check(&self) -> Result<String, String> {
+        if self.client.connection_state() != State::Connected {
+            return Err("not connected to NATS".to_owned());
+        }
+        if !self.stream_ready.load(Ordering::Acquire) {
+            return Err("the event stream is not declared yet".to_owned());
+        }
+        match tokio::time::timeout(STATUS_TIMEOUT, self.js.get_stream(&self.spec.name)).await {
+            Ok(Ok(_)) => Ok(self.spec.name.clone()),
+            Ok(Err(error)) => Err(format!(
+                "stream {} is not available: {error}",
+                self.spec.name
+            )),
+            Err(_) => Err("JetStream did not answer in time".to_owned()),
+        }
+    }
+
+    /// Sends what the client still buffers, so a graceful stop loses no ack in flight.
+    pub(crate) async fn flush(&self) {
+        if let Err(error) = self.client.flush().await {
+            tracing::warn!(error.message = %error, "flushing NATS on shutdown failed");
+        }
+    }
+}
+
+impl PublishFailure {
+    /// True when the failure says the stream itself is missing (deleted, or a new NATS).
+    fn stream_missing(&self) -> bool {
+        matches!(self, Self::NotAcknowledged { source, .. }
+            if source.kind() == PublishErrorKind::StreamNotFound)
+    }
+}

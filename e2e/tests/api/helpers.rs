@@ -1,0 +1,504 @@
+//! `spawn_app()` and the `TestApp` every test drives.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::Value;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use geoledger_common::config::{DatabaseConfig, NatsConfig};
+use geoledger_common::stream::StreamSpec;
+
+/// How long a test waits for the projection to catch up before failing.
+pub(crate) const PROJECTION_WAIT: Duration = Duration::from_secs(30);
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with `make test`, which starts their servers")
+    })
+}
+
+/// A running service task and the means to stop it.
+pub(crate) struct Running {
+    pub(crate) addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    fn spawn<F>(addr: SocketAddr, run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Self
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(run(stopped));
+        Self {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Asks the service to shut down gracefully and waits for it.
+    pub(crate) async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("service task panicked")
+                .expect("service failed");
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Options for [`spawn_app_with`].
+#[derive(Default)]
+pub(crate) struct Options {
+    /// NATS to use instead of the shared test server.
+    pub(crate) nats_url: Option<String>,
+    /// Duplicate window of the test's stream, in seconds.
+    pub(crate) duplicate_window_secs: Option<u64>,
+}
+
+pub(crate) struct TestApp {
+    pub(crate) command: Running,
+    pub(crate) query: Running,
+    pub(crate) projector: Running,
+    pub(crate) pool: PgPool,
+    pub(crate) database_url: String,
+    pub(crate) nats: NatsConfig,
+    pub(crate) js: async_nats::jetstream::Context,
+    pub(crate) http: reqwest::Client,
+}
+
+pub(crate) async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub(crate) async fn spawn_app_with(options: Options) -> TestApp {
+    init_logs();
+    let (database_url, pool) = fresh_database().await;
+    projector::migrate(&pool)
+        .await
+        .expect("migrations apply to a fresh database");
+
+    let tag = Uuid::now_v7().simple().to_string();
+    let nats = NatsConfig {
+        url: options
+            .nats_url
+            .unwrap_or_else(|| env("GEOLEDGER_TEST_NATS_URL")),
+        stream: format!("T_{tag}"),
+        subject_prefix: format!("t{tag}.points"),
+        duplicate_window_secs: options.duplicate_window_secs.unwrap_or(120),
+    };
+    let database = DatabaseConfig {
+        url: database_url.parse().expect("infallible"),
+        max_connections: 5,
+    };
+
+    let command = start_command_api(&nats).await;
+    let projector = start_projector(&nats, &database).await;
+    let query = start_query_api(&database).await;
+
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(nats.url.as_str())
+        .await
+        .expect("the test connects to NATS");
+    let js = async_nats::jetstream::new(client);
+    let app = TestApp {
+        command,
+        query,
+        projector,
+        pool,
+        database_url,
+        nats,
+        js,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("a plain HTTP client builds"),
+    };
+    app.wait_until_ready().await;
+    app
+}
+
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        geoledger_common::telemetry::init(
+            geoledger_common::telemetry::LogFormat::Text,
+            "info,command_api=debug,projector=debug,query_api=debug",
+        );
+    }
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("a literal socket address")
+}
+
+pub(crate) async fn start_command_api(nats: &NatsConfig) -> Running {
+    let app = command_api::App::build(command_api::Config::new(nats.clone(), loopback()))
+        .await
+        .expect("command-api builds");
+    Running::spawn(app.local_addr(), |stop| {
+        app.run_until(async {
+            let _ = stop.await;
+        })
+    })
+}
+
+pub(crate) async fn start_projector(nats: &NatsConfig, database: &DatabaseConfig) -> Running {
+    let app = projector::App::build(projector::Config::new(
+        nats.clone(),
+        database.clone(),
+        loopback(),
+    ))
+    .await
+    .expect("projector builds");
+    Running::spawn(app.local_addr(), |stop| {
+        app.run_until(async {
+            let _ = stop.await;
+        })
+    })
+}
+
+pub(crate) async fn start_query_api(database: &DatabaseConfig) -> Running {
+    let app = query_api::App::build(query_api::Config::for_tests(
+        database.url.expose(),
+        loopback(),
+    ))
+    .await
+    .expect("query-api builds");
+    Running::spawn(app.local_addr(), |stop| {
+        app.run_until(async {
+            let _ = stop.await;
+        })
+    })
+}
+
+/// A new database, named after a fresh UUID, on the test cluster.
+async fn fresh_database() -> (String, PgPool) {
+    let admin_url = env("GEOLEDGER_TEST_DATABASE_URL");
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url)
+        .await
+        .expect("the test cluster accepts connections");
+    let name = format!("t_{}", Uuid::now_v7().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("the test role may create databases");
+    admin.close().await;
+    let url = match admin_url.rsplit_once('/') {
+        Some((server, _db)) => format!("{server}/{name}"),
+        None => panic!("GEOLEDGER_TEST_DATABASE_URL has no database part"),
+    };
+    let pool = PgPoolOptions::new()
+        .max_connections(5)
+        .connect(&url)
+        .await
+        .expect("the fresh database accepts connections");
+    (url, pool)
+}
+
+/// What command-api says about an accepted write.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Accepted {
+    pub(crate) id: Uuid,
+    pub(crate) sequence: u64,
+    pub(crate) version: u64,
+}
+
+/// A point as query-api returns it.
+#[derive(Debug, Deserialize, PartialEq)]
+pub(crate) struct PointDto {
+    pub(crate) id: Uuid,
+    pub(crate) name: String,
+    pub(crate) longitude: f64,
+    pub(crate) latitude: f64,
+}
+
+impl TestApp {
+    pub(crate) fn spec(&self) -> StreamSpec {
+        self.nats.stream_spec()
+    }
+
+    async fn wait_until_ready(&self) {
+        for service in [&self.command, &self.projector, &self.query] {
+            wait_for_status(&self.http, &service.url("/status")).await;
+        }
+    }
+
+    /// POSTs raw bytes to `/point` on `base` with the given content type.
+    pub(crate) async fn post_raw(
+        &self,
+        base: &str,
+        body: impl Into<reqwest::Body>,
+        content_type: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(format!("{base}/point")).body(body);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        request.send().await.expect("command-api answers")
+    }
+
+    /// POSTs a point as JSON to command-api directly.
+    pub(crate) async fn post_point(&self, point: &Value) -> reqwest::Response {
+        self.post_point_to(&self.command.url(""), point).await
+    }
+
+    pub(crate) async fn post_point_to(&self, base: &str, point: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{base}/point"))
+            .json(point)
+            .send()
+            .await
+            .expect("the write side answers")
+    }
+
+    /// Number of messages in the test's stream (0 if it does not exist yet).
+    pub(crate) async fn stream_messages(&self) -> u64 {
+        match self.js.get_stream(&self.nats.stream).await {
+            Ok(mut stream) => stream.info().await.expect("stream info").state.messages,
+            Err(_) => 0,
+        }
+    }
+
+    pub(crate) async fn checkpoint(&self) -> u64 {
+        projector::read_checkpoint(&self.pool)
+            .await
+            .expect("the checkpoint is readable")
+    }
+
+    /// Waits until the projection has applied everything up to `sequence`.
+    pub(crate) async fn wait_projected(&self, sequence: u64) {
+        let start = Instant::now();
+        while self.checkpoint().await < sequence {
+            assert!(
+                start.elapsed() < PROJECTION_WAIT,
+                "projection stuck at {} while waiting for {sequence}",
+                self.checkpoint().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// GETs one point through `base` (a query-api or HAProxy).
+    pub(crate) async fn get_point(&self, base: &str, id: Uuid) -> reqwest::Response {
+        self.http
+            .get(format!("{base}/points/{id}"))
+            .send()
+            .await
+            .expect("the read side answers")
+    }
+}
+
+/// Polls a `/status` until it answers 200.
+pub(crate) async fn wait_for_status(http: &reqwest::Client, url: &str) {
+    let start = Instant::now();
+    loop {
+        if let Ok(response) = http.get(url).send().await
+            && response.status() == 200
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{url} never became healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A port that was free a moment ago.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("the OS hands out a loopback port")
+        .port()
+}
+
+/// A nats-server of the test's own, which the test may stop and start again.
+pub(crate) struct OwnNats {
+    pub(crate) port: u16,
+    store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl OwnNats {
+    pub(crate) async fn start() -> Self {
+        let mut nats = Self {
+            port: free_port(),
+            store: tempfile::tempdir().expect("a temporary directory"),
+            child: None,
+        };
+        nats.resume().await;
+        nats
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server again on the same port and store.
+    pub(crate) async fn resume(&mut self) {
+        let child = Command::new(env("GEOLEDGER_TEST_NATS_SERVER"))
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        wait_for_port(self.port).await;
+    }
+
+    /// Kills the server (by its own PID) and waits for it to be gone.
+    pub(crate) async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child
+                .kill()
+                .await
+                .expect("the test's own nats-server can be killed");
+        }
+    }
+}
+
+async fn wait_for_port(port: u16) {
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "port {port} never opened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// HAProxy with the project's own configuration, in front of the given services.
+pub(crate) struct OwnHaproxy {
+    pub(crate) port: u16,
+    child: Child,
+}
+
+impl OwnHaproxy {
+    pub(crate) async fn start(commands: [SocketAddr; 2], queries: [SocketAddr; 2]) -> Self {
+        let port = free_port();
+        let child = Command::new(env("GEOLEDGER_TEST_HAPROXY"))
+            .args(["-db", "-f", &env("GEOLEDGER_TEST_HAPROXY_CFG")])
+            .env("GEOLEDGER_HAPROXY_BIND", format!("127.0.0.1:{port}"))
+            .env(
+                "GEOLEDGER_HAPROXY_STATS_BIND",
+                format!("127.0.0.1:{}", free_port()),
+            )
+            .env("GEOLEDGER_CMD_1", commands[0].to_string())
+            .env("GEOLEDGER_CMD_2", commands[1].to_string())
+            .env("GEOLEDGER_QUERY_1", queries[0].to_string())
+            .env("GEOLEDGER_QUERY_2", queries[1].to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("haproxy starts");
+        wait_for_port(port).await;
+        let haproxy = Self { port, child };
+        haproxy.wait_until_backends_up().await;
+        haproxy
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Health checks need a couple of rounds before HAProxy sends traffic; a read answered
+    /// by query-api and a write refused by command-api (not by HAProxy's 503) show both sides
+    /// are in rotation.
+    async fn wait_until_backends_up(&self) {
+        let http = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            let read = http.get(format!("{}/status", self.url())).send().await;
+            let write = http.post(format!("{}/point", self.url())).send().await;
+            let up = |r: &Result<reqwest::Response, reqwest::Error>, ok: &[u16]| {
+                r.as_ref().is_ok_and(|r| ok.contains(&r.status().as_u16()))
+            };
+            if up(&read, &[200]) && up(&write, &[400, 415]) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "HAProxy never saw its backends up"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub(crate) async fn stop(mut self) {
+        self.child
+            .kill()
+            .await
+            .expect("the test's own haproxy can be killed");
+    }
+}
+
+/// One row of a places CSV.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Place {
+    pub(crate) name: String,
+    pub(crate) longitude: f64,
+    pub(crate) latitude: f64,
+    pub(crate) country: String,
+}
+
+/// The 1,000 real places of the sample file.
+pub(crate) fn sample_places() -> Vec<Place> {
+    read_places(Path::new(&env("GEOLEDGER_SAMPLE_PLACES")))
+}
+
+pub(crate) fn read_places(path: &Path) -> Vec<Place> {
+    let mut reader = csv::Reader::from_path(PathBuf::from(path)).expect("the places file opens");
+    reader
+        .deserialize()
+        .map(|r| r.expect("a well-formed place row"))
+        .collect()
+}
+
+impl Place {
+    pub(crate) fn to_json(&self) -> Value {
+        serde_json::json!({ "longitude": self.longitude, "latitude": self.latitude, "name": self.name })
+    }
+}

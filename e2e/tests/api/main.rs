@@ -1,0 +1,11 @@
+//! End-to-end tests: each one starts command-api, the projector and query-api in-process
+//! against the real PostgreSQL/PostGIS and nats-server that `make test` starts, plus its own
+//! nats-server or HAProxy where a test needs to stop or route through one.
+
+mod helpers;
+
+mod bad_input;
+mod idempotency;
+mod nats_outage;
+mod projection;
+mod round_trip;

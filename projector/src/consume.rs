@@ -1,0 +1,257 @@
+//! The consuming loop: bind the durable consumer, pull batches, apply, acknowledge, and ride
+//! out NATS or PostgreSQL going away without losing or skipping an event.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::{self, AckKind, Message};
+use futures::StreamExt as _;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use geoledger_common::event::EventEnvelope;
+use geoledger_common::stream::StreamSpec;
+
+use crate::apply::{self, BatchOutcome, Incoming};
+
+/// How long one pull waits for messages before returning what it has.
+const FETCH_EXPIRES: Duration = Duration::from_secs(1);
+
+/// Time JetStream gives an unacknowledged delivery before redelivering it; a batch is acked
+/// as soon as its transaction commits, so this only matters after a crash.
+const ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// Longest pause between retries while NATS or PostgreSQL is away.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Counters shared with `/status`.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Last checkpoint committed by this process.
+    pub checkpoint: AtomicU64,
+    /// Events applied by this process.
+    pub applied: AtomicU64,
+    /// Messages that were not decodable events, passed over and logged.
+    pub undecodable: AtomicU64,
+}
+
+pub(crate) struct Worker {
+    pub(crate) client: async_nats::Client,
+    pub(crate) pool: PgPool,
+    pub(crate) spec: StreamSpec,
+    pub(crate) consumer: String,
+    pub(crate) batch_size: usize,
+    pub(crate) progress: std::sync::Arc<Progress>,
+}
+
+/// Doubles a retry delay up to [`MAX_BACKOFF`].
+fn next_backoff(delay: Duration) -> Duration {
+    (delay * 2).min(MAX_BACKOFF)
+}
+
+impl Worker {
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
+        let js = jetstream::new(self.client.clone());
+        let mut delay = Duration::from_millis(100);
+        while !*stop.borrow() {
+            let consumer = match self.bind(&js).await {
+                Ok(consumer) => consumer,
+                Err(error) => {
+                    tracing::warn!(error.message = %format!("{error:#}"), "consumer not bound yet; retrying");
+                    sleep_or_stop(&mut stop, delay).await;
+                    delay = next_backoff(delay);
+                    continue;
+                }
+            };
+            delay = Duration::from_millis(100);
+            if let Err(error) = self.consume(&consumer, &mut stop).await {
+                tracing::warn!(error.message = %format!("{error:#}"), "pulling events failed; binding again");
+                sleep_or_stop(&mut stop, delay).await;
+                delay = next_backoff(delay);
+            }
+        }
+        tracing::info!("projector stopped");
+    }
+
+    /// Migrates, declares the stream and binds the durable consumer at the checkpoint.
+    ///
+    /// The database checkpoint, not the consumer's own position, decides where delivery
+    /// starts: if they disagree (a crash between commit and ack, a restored database, a
+    /// `rebuild`) the consumer is recreated to start right after the checkpoint, so nothing
+    /// committed is applied twice and nothing acknowledged but lost is skipped.
+    async fn bind(&self, js: &jetstream::Context) -> anyhow::Result<PullConsumer> {
+        use anyhow::Context as _;
+
+        crate::migrate(&self.pool).await?;
+        let checkpoint = apply::read_checkpoint(&self.pool)
+            .await
+            .context("reading the checkpoint")?;
+        self.spec.ensure(js).await.context("declaring the stream")?;
+        let stream = js
+            .get_stream_no_info(&self.spec.name)
+            .await
+            .context("opening the stream")?;
+
+        if let Ok(mut existing) = stream.get_consumer::<pull::Config>(&self.consumer).await {
+            let info = existing.info().await.context("reading the consumer")?;
+            let in_step = info.delivered.stream_sequence == checkpoint
+                && info.ack_floor.stream_sequence <= checkpoint
+                && info.config.filter_subject == self.spec.all_subjects();
+            if in_step {
+                tracing::info!(nats.consumer = %self.consumer, checkpoint, "consumer bound");
+                return Ok(existing);
+            }
+            tracing::info!(
+                nats.consumer = %self.consumer,
+                checkpoint,
+                nats.delivered = info.delivered.stream_sequence,
+                "consumer position differs from the checkpoint; recreating it"
+            );
+            stream
+                .delete_consumer(&self.consumer)
+                .await
+                .context("deleting the consumer")?;
+        }
+
+        let deliver_policy = if checkpoint == 0 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: checkpoint + 1,
+            }
+        };
+        let consumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(self.consumer.clone()),
+                description: Some("geoledger points read model".to_owned()),
+                filter_subject: self.spec.all_subjects(),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: ACK_WAIT,
+                deliver_policy,
+                max_ack_pending: 20_000,
+                ..Default::default()
+            })
+            .await
+            .context("creating the consumer")?;
+        tracing::info!(nats.consumer = %self.consumer, checkpoint, "consumer created");
+        Ok(consumer)
+    }
+
+    /// Pulls and applies batches until told to stop or until NATS fails.
+    async fn consume(
+        &self,
+        consumer: &PullConsumer,
+        stop: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        while !*stop.borrow() {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(self.batch_size)
+                .expires(FETCH_EXPIRES)
+                .messages()
+                .await?;
+            let mut messages = Vec::with_capacity(self.batch_size);
+            while let Some(message) = batch.next().await {
+                messages.push(message.map_err(|e| anyhow::anyhow!(e))?);
+            }
+            if messages.is_empty() {
+                continue;
+            }
+            let incoming: Vec<Incoming> = messages.iter().map(decode).collect::<Result<_, _>>()?;
+            // Once pulled, a batch is applied even if a stop arrives meanwhile: finishing it
+            // is what a graceful stop means.
+            let applied = self.apply_until_done(&incoming).await;
+            self.record(&applied);
+            acknowledge(&messages, &incoming).await;
+        }
+        Ok(())
+    }
+
+    /// Retries the batch's transaction until it commits: a database outage delays the
+    /// projection but never drops an event.
+    async fn apply_until_done(&self, incoming: &[Incoming]) -> BatchOutcome {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match apply::apply_batch(&self.pool, incoming).await {
+                Ok(applied) => return applied,
+                Err(error) => {
+                    tracing::warn!(
+                        error.message = %error,
+                        db.rows = incoming.len(),
+                        "applying a batch failed; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = next_backoff(delay);
+                }
+            }
+        }
+    }
+
+    fn record(&self, applied: &BatchOutcome) {
+        self.progress
+            .checkpoint
+            .store(applied.checkpoint, Ordering::Relaxed);
+        self.progress
+            .applied
+            .fetch_add(applied.applied, Ordering::Relaxed);
+        self.progress
+            .undecodable
+            .fetch_add(applied.undecodable, Ordering::Relaxed);
+        tracing::debug!(
+            checkpoint = applied.checkpoint,
+            applied = applied.applied,
+            skipped = applied.skipped,
+            "batch committed"
+        );
+    }
+}
+
+fn decode(message: &Message) -> anyhow::Result<Incoming> {
+    let info = message
+        .info()
+        .map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
+    let event = EventEnvelope::from_slice(&message.payload)
+        .and_then(|envelope| envelope.decode().map(|event| (envelope, event)))
+        .map_err(|error| {
+            tracing::error!(
+                nats.subject = %message.subject,
+                nats.stream_seq = info.stream_sequence,
+                error.message = %error,
+                "undecodable message passed over"
+            );
+            error.to_string()
+        });
+    Ok(Incoming {
+        sequence: info.stream_sequence,
+        event,
+    })
+}
+
+/// Acknowledges a committed batch. A lost ack only causes a redelivery, which the checkpoint
+/// turns into a no-op, so failures here are logged and not retried.
+async fn acknowledge(messages: &[Message], incoming: &[Incoming]) {
+    for (message, incoming) in messages.iter().zip(incoming) {
+        // TODO: park undecodable messages in a dead-letter stream instead of terminating
+        // them; until then they stay in the stream, visible only through the error log.
+        let kind = if incoming.event.is_ok() {
+            AckKind::Ack
+        } else {
+            AckKind::Term
+        };
+        if let Err(error) = message.ack_with(kind).await {
+            tracing::warn!(
+                nats.stream_seq = incoming.sequence,
+                error.message = %error,
+                "acknowledgement lost; the event will be redelivered and skipped"
+            );
+        }
+    }
+}
+
+async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, delay: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {},
+        _ = stop.wait_for(|s| *s) => {},
+    }
+}
