@@ -8,4 +8,5 @@ mod bad_input;
 mod idempotency;
 mod nats_outage;
 mod projection;
+mod reads;
 mod round_trip;

@@ -225,9 +225,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_bad_filter_or_cursor_is_a_validation_problem_naming_it() {
+        for (uri, field) in [
+            ("/points?bbox=1,2,3", "bbox"),
+            ("/points?bbox=0,0,1,91", "bbox"),
+            ("/points?near=2,48", "radius"),
+            ("/points?near=2,48&radius=-1", "radius"),
+            ("/points?near=2,x&radius=10", "near"),
+            ("/points?f=xml", "f"),
+            ("/points?cursor=garbage", "cursor"),
+        ] {
+            let (status, headers, body) = send(Method::GET, uri).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+            assert_problem(&headers, &body, "validation");
+            assert_eq!(body["errors"][0]["field"], field, "{uri}");
+        }
+    }
+
+    #[tokio::test]
     async fn an_unknown_query_parameter_is_a_validation_problem() {
         for uri in [
-            "/points?bbox=1,2,3,4",
+            "/points?bboxx=1,2,3,4",
             "/points/0190a7a0-0000-7000-8000-000000000000?x=1",
         ] {
             let (status, headers, body) = send(Method::GET, uri).await;

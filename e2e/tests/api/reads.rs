@@ -1,0 +1,547 @@
+//! The read side's filters and paging over real places loaded straight into the read model:
+//! keyset pages while points are being written, boxes (across the antimeridian too), radius
+//! searches, GeoJSON, and the problems bad parameters get.
+//!
+//! Coordinates and distances are compared bit for bit after a trip through JSON. That holds
+//! because every value here has at most 17 significant digits with an integer part below
+//! 2^53 once the point is dropped, which `serde_json` parses exactly even without its
+//! `float_roundtrip` feature: places have at most 5 decimals and PostGIS rounds distances to
+//! 1e-8 m.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::helpers::{Place, TestApp, all_places, copy_places, sample_places, spawn_app};
+
+/// A point as a page of `GET /points` lists it.
+#[derive(Debug, Deserialize)]
+struct Listed {
+    id: Uuid,
+    name: String,
+    longitude: f64,
+    latitude: f64,
+    distance: Option<f64>,
+}
+
+async fn get(app: &TestApp, path_and_query: &str, accept: Option<&str>) -> reqwest::Response {
+    let mut request = app.http.get(app.query.url(path_and_query));
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    request.send().await.expect("query-api answers")
+}
+
+/// The target of a `Link: <…>; rel="next"` header.
+fn next_link(response: &reqwest::Response) -> Option<String> {
+    let value = response.headers().get("link")?.to_str().ok()?;
+    let (target, params) = value.strip_prefix('<')?.split_once('>')?;
+    params.contains("rel=\"next\"").then(|| target.to_owned())
+}
+
+/// Everything `GET /points?{query}` lists, following the next links to the end, and the
+/// number of pages it took.
+async fn walk(app: &TestApp, query: &str) -> (Vec<Listed>, usize) {
+    let mut link = Some(format!("/points?{query}"));
+    let (mut points, mut pages) = (Vec::new(), 0);
+    while let Some(target) = link {
+        let response = get(app, &target, None).await;
+        assert_eq!(response.status(), 200, "GET {target}");
+        link = next_link(&response);
+        if let Some(next) = &link {
+            assert!(next.starts_with("/points?"), "a relative next link: {next}");
+        }
+        let page: Vec<Listed> = response.json().await.expect("a page is a JSON array");
+        points.extend(page);
+        pages += 1;
+        assert!(pages < 10_000, "the next links never end");
+    }
+    (points, pages)
+}
+
+/// The ids of `points`, which must all differ.
+fn unique_ids(points: &[Listed]) -> HashSet<Uuid> {
+    let ids: HashSet<Uuid> = points.iter().map(|p| p.id).collect();
+    assert_eq!(ids.len(), points.len(), "a point was listed twice");
+    ids
+}
+
+fn assert_same_ids(listed: &HashSet<Uuid>, reference: &HashSet<Uuid>, what: &str) {
+    let missing: Vec<_> = reference.difference(listed).take(5).collect();
+    let extra: Vec<_> = listed.difference(reference).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: {} of PostGIS's {} missing (e.g. {missing:?}), {} extra (e.g. {extra:?})",
+        reference.difference(listed).count(),
+        reference.len(),
+        listed.difference(reference).count(),
+    );
+}
+
+async fn reference_ids(pool: &PgPool, condition: &str) -> HashSet<Uuid> {
+    sqlx::query_scalar(&format!("SELECT id FROM points WHERE {condition}"))
+        .fetch_all(pool)
+        .await
+        .expect("the reference query runs")
+        .into_iter()
+        .collect()
+}
+
+fn place(name: &str, longitude: f64, latitude: f64) -> Place {
+    Place {
+        name: name.to_owned(),
+        longitude,
+        latitude,
+        country: "ZZ".to_owned(),
+    }
+}
+
+async fn app_with_all_places() -> TestApp {
+    let app = spawn_app().await;
+    copy_places(&app.pool, &all_places()).await;
+    app
+}
+
+#[tokio::test]
+async fn paging_newest_first_sees_every_existing_point_once_while_points_are_written() {
+    let app = spawn_app().await;
+    let places: Vec<Place> = all_places().into_iter().take(3_000).collect();
+    let existing = copy_places(&app.pool, &places).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
+    let writer = tokio::spawn({
+        let (pool, stop, written) = (app.pool.clone(), stop.clone(), written.clone());
+        async move {
+            let mut ids = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let id = Uuid::now_v7();
+                sqlx::query(
+                    "INSERT INTO points (id, name, geom, version, last_seq, created_at, \
+                     updated_at) VALUES ($1, 'written meanwhile', \
+                     ST_SetSRID(ST_MakePoint(0, 0), 4326), 1, 0, now(), now())",
+                )
+                .bind(id)
+                .execute(&pool)
+                .await
+                .expect("the writer inserts");
+                ids.push(id);
+                written.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            ids
+        }
+    });
+
+    let mut link = Some("/points?limit=50".to_owned());
+    let mut seen: Vec<Listed> = Vec::new();
+    let mut written_after_first_page = None;
+    while let Some(target) = link {
+        let response = get(&app, &target, None).await;
+        assert_eq!(response.status(), 200, "GET {target}");
+        link = next_link(&response);
+        let page: Vec<Listed> = response.json().await.unwrap();
+        assert!(page.len() <= 50);
+        seen.extend(page);
+        written_after_first_page.get_or_insert(written.load(Ordering::Relaxed));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let written_ids: HashSet<Uuid> = writer.await.unwrap().into_iter().collect();
+    assert!(
+        written_ids.len() > written_after_first_page.unwrap(),
+        "the writer inserted while the pages were read"
+    );
+
+    let ids = unique_ids(&seen);
+    assert!(
+        seen.windows(2).all(|pair| pair[0].id > pair[1].id),
+        "the walk runs strictly newest first"
+    );
+    let missing = existing.iter().filter(|id| !ids.contains(id)).count();
+    assert_eq!(
+        missing,
+        0,
+        "of {} points there before the walk",
+        existing.len()
+    );
+    assert!(
+        ids.iter()
+            .all(|id| existing.contains(id) || written_ids.contains(id)),
+        "only loaded or written points are listed"
+    );
+}
+
+#[tokio::test]
+async fn a_bbox_over_europe_lists_exactly_the_places_postgis_finds_in_it() {
+    let app = app_with_all_places().await;
+    let (points, pages) = walk(&app, "bbox=-10,35,30,60&limit=1000").await;
+    let reference = reference_ids(
+        &app.pool,
+        "ST_Intersects(geom, ST_MakeEnvelope(-10, 35, 30, 60, 4326))",
+    )
+    .await;
+    assert!(reference.len() > 50_000, "Europe holds many places");
+    assert_eq!(pages, reference.len().div_ceil(1000));
+    assert_same_ids(&unique_ids(&points), &reference, "bbox over Europe");
+    assert!(
+        points
+            .iter()
+            .all(|p| (-10.0..=30.0).contains(&p.longitude) && (35.0..=60.0).contains(&p.latitude))
+    );
+}
+
+#[tokio::test]
+async fn a_bbox_across_the_antimeridian_lists_places_on_both_sides_and_none_between() {
+    let app = app_with_all_places().await;
+    let (points, _) = walk(&app, "bbox=170,-20,-170,-10&limit=50").await;
+    let reference = reference_ids(
+        &app.pool,
+        "ST_Intersects(geom, ST_MakeEnvelope(170, -20, 180, -10, 4326)) \
+         OR ST_Intersects(geom, ST_MakeEnvelope(-180, -20, -170, -10, 4326))",
+    )
+    .await;
+    assert_same_ids(
+        &unique_ids(&points),
+        &reference,
+        "bbox across the antimeridian",
+    );
+    let east = points.iter().filter(|p| p.longitude > 170.0).count();
+    let west = points.iter().filter(|p| p.longitude < -170.0).count();
+    assert!(
+        east > 0 && west > 0,
+        "{east} east of 170, {west} west of -170"
+    );
+    assert_eq!(east + west, points.len(), "nothing between -170 and 170");
+    assert!(points.iter().all(|p| (-20.0..=-10.0).contains(&p.latitude)));
+}
+
+#[tokio::test]
+async fn points_on_the_edge_of_a_box_are_inside_and_points_a_hair_outside_are_not() {
+    let app = spawn_app().await;
+    // Each point is named after its coordinates. The "hair" is 1e-5 degrees: below the
+    // precision of the single-precision boxes in the spatial index, so only the exact test
+    // keeps those points out.
+    let coordinates = [
+        (160.0, -1.0),
+        (170.0, 1.0),
+        (165.0, 0.0),
+        (170.0, 0.5),
+        (170.00001, 0.0),
+        (165.0, 1.000_000_1),
+        (159.99999, 0.0),
+        (2.0, 48.0),
+        (2.00001, 48.0),
+        (2.0, 48.5),
+        (2.0, 49.0),
+        (2.000_001, 48.5),
+        (180.0, 0.0),
+        (-180.0, 0.0),
+        (179.5, 0.0),
+        (-179.5, 0.0),
+        (179.0, 1.0),
+        (-179.0, -1.0),
+        (178.99999, 0.0),
+        (-178.99999, 0.0),
+    ];
+    let places: Vec<Place> = coordinates
+        .iter()
+        .map(|&(lon, lat)| place(&format!("{lon} {lat}"), lon, lat))
+        .collect();
+    copy_places(&app.pool, &places).await;
+    let rows: [(&str, &[&str], &str); 4] = [
+        (
+            "160,-1,170,1",
+            &["160 -1", "170 1", "165 0", "170 0.5"],
+            "corners and edges",
+        ),
+        ("2,48,2,48", &["2 48"], "a box shrunk to a point"),
+        (
+            "2,48,2,49",
+            &["2 48", "2 48.5", "2 49"],
+            "a box shrunk to a line",
+        ),
+        (
+            "179,-1,-179,1",
+            &["180 0", "-180 0", "179.5 0", "-179.5 0", "179 1", "-179 -1"],
+            "across the antimeridian",
+        ),
+    ];
+    for (bbox, inside, description) in rows {
+        let (points, _) = walk(&app, &format!("bbox={bbox}")).await;
+        let mut listed: Vec<&str> = points.iter().map(|p| p.name.as_str()).collect();
+        let mut expected = inside.to_vec();
+        listed.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(listed, expected, "{description}: bbox={bbox}");
+    }
+    let (points, _) = walk(&app, "bbox=-180,-90,180,90").await;
+    assert_eq!(
+        points.len(),
+        places.len(),
+        "the whole world holds every point"
+    );
+}
+
+#[tokio::test]
+async fn near_paris_lists_the_places_within_50_km_nearest_first() {
+    let app = app_with_all_places().await;
+    let (points, pages) = walk(&app, "near=2.3522,48.8566&radius=50000&limit=100").await;
+    let centre = "ST_SetSRID(ST_MakePoint(2.3522, 48.8566), 4326)::geography";
+    let reference = reference_ids(
+        &app.pool,
+        &format!("ST_DWithin(geom::geography, {centre}, 50000)"),
+    )
+    .await;
+    assert!(pages > 1, "the radius holds several pages");
+    assert_same_ids(&unique_ids(&points), &reference, "near Paris");
+
+    assert!(points[0].name.contains("Paris"), "{:?}", points[0]);
+    let distances: Vec<f64> = points
+        .iter()
+        .map(|p| p.distance.expect("a radius search lists distances"))
+        .collect();
+    assert!(distances[0] < 1_000.0, "{:?}", points[0]);
+    assert!(distances.windows(2).all(|d| d[0] <= d[1]), "nearest first");
+    assert!(distances.iter().all(|&d| d <= 50_000.0));
+
+    let exact: HashMap<Uuid, f64> = sqlx::query_as::<_, (Uuid, f64)>(&format!(
+        "SELECT id, ST_Distance(geom::geography, {centre}) FROM points \
+         WHERE ST_DWithin(geom::geography, {centre}, 50000)"
+    ))
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    for point in &points {
+        assert_eq!(
+            point.distance.map(f64::to_bits),
+            Some(exact[&point.id].to_bits()),
+            "the spheroidal distance of {point:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_radius_search_reaches_across_the_antimeridian_and_over_a_pole() {
+    let app = spawn_app().await;
+    let mut places = sample_places();
+    places.extend([
+        place("east of the antimeridian", 179.999, 0.0),
+        place("west of the antimeridian", -179.999, 0.0),
+        place("near the pole, Greenwich side", 0.0, 89.999),
+        place("near the pole, far side", 180.0, 89.999),
+    ]);
+    copy_places(&app.pool, &places).await;
+
+    // Fiji: Suva and Nausori lie west of 180, Tubou in the Lau group east of it.
+    let (points, _) = walk(&app, "near=179.9,-18&radius=200000").await;
+    let reference = reference_ids(
+        &app.pool,
+        "ST_DWithin(geom::geography, \
+         ST_SetSRID(ST_MakePoint(179.9, -18), 4326)::geography, 200000)",
+    )
+    .await;
+    assert_same_ids(&unique_ids(&points), &reference, "near Fiji");
+    assert!(points.iter().any(|p| p.longitude < -178.0), "{points:?}");
+    assert!(points.iter().any(|p| p.longitude > 178.0), "{points:?}");
+
+    let rows = [
+        (
+            "near=179.9995,0&radius=1000",
+            ["east of the antimeridian", "west of the antimeridian"],
+        ),
+        (
+            "near=0,89.999&radius=500",
+            ["near the pole, Greenwich side", "near the pole, far side"],
+        ),
+    ];
+    for (query, nearest_first) in rows {
+        let (points, _) = walk(&app, query).await;
+        let names: Vec<&str> = points.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, nearest_first, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn points_at_the_same_distance_are_paged_by_id_and_each_listed_once() {
+    let app = spawn_app().await;
+    // Two crowds of 30 points each at one spot: every page boundary falls inside a tie.
+    let places: Vec<Place> = (0..60)
+        .map(|i| {
+            let longitude = if i % 2 == 0 { 10.0 } else { 10.001 };
+            place(&format!("crowd member {i}"), longitude, 10.0)
+        })
+        .collect();
+    let ids: HashSet<Uuid> = copy_places(&app.pool, &places).await.into_iter().collect();
+    let (points, pages) = walk(&app, "near=10,10&radius=1000&limit=7").await;
+    assert_eq!(pages, 9);
+    assert_eq!(unique_ids(&points), ids);
+    let keys: Vec<(f64, Uuid)> = points.iter().map(|p| (p.distance.unwrap(), p.id)).collect();
+    assert!(
+        keys.windows(2).all(|pair| pair[0] < pair[1]),
+        "ordered by distance, then id"
+    );
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400_problems_naming_the_parameter() {
+    let app = spawn_app().await;
+    copy_places(&app.pool, &[place("one", 1.0, 1.0), place("two", 2.0, 2.0)]).await;
+    let first = get(&app, "/points?limit=1", None).await;
+    let next = next_link(&first).expect("two points fill more than a page of one");
+    let cursor = next
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("cursor="))
+        .expect("the next link carries a cursor")
+        .to_owned();
+
+    let rows = [
+        ("bbox=1,2,3".to_owned(), "bbox", "a bbox of three numbers"),
+        ("bbox=0,0,1,91".to_owned(), "bbox", "a bbox latitude of 91"),
+        ("bbox=0,10,1,5".to_owned(), "bbox", "a bbox upside down"),
+        (
+            "bbox=0,0,1,x".to_owned(),
+            "bbox",
+            "a bbox that is not numbers",
+        ),
+        ("limit=-1".to_owned(), "limit", "a negative limit"),
+        (
+            "limit=abc".to_owned(),
+            "limit",
+            "a limit that is not a number",
+        ),
+        (
+            "near=2,48&radius=-5".to_owned(),
+            "radius",
+            "a negative radius",
+        ),
+        ("near=2,48&radius=0".to_owned(), "radius", "a zero radius"),
+        (
+            "near=2,48&radius=2000001".to_owned(),
+            "radius",
+            "a radius above the maximum",
+        ),
+        ("near=2,48".to_owned(), "radius", "near without radius"),
+        ("radius=10".to_owned(), "radius", "radius without near"),
+        (
+            "near=2&radius=10".to_owned(),
+            "near",
+            "a near of one number",
+        ),
+        ("f=xml".to_owned(), "f", "an unknown format"),
+        ("cursor=garbage".to_owned(), "cursor", "a garbage cursor"),
+        (
+            format!("cursor={cursor}&bbox=0,0,3,3"),
+            "cursor",
+            "a cursor for other filters",
+        ),
+        ("colour=red".to_owned(), "colour", "an unknown parameter"),
+    ];
+    for (query, field, description) in rows {
+        let response = get(&app, &format!("/points?{query}"), None).await;
+        assert_eq!(response.status(), 400, "{description}: {query}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{description}"
+        );
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(
+            problem["type"], "urn:geoledger:problem:validation",
+            "{description}"
+        );
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .expect("a validation problem lists its errors")
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert_eq!(fields, [field], "{description}: {query}");
+    }
+
+    let response = get(&app, &next, None).await;
+    assert_eq!(response.status(), 200, "the cursor itself is good: {next}");
+}
+
+#[tokio::test]
+async fn geojson_is_a_feature_collection_with_the_stored_doubles_bit_for_bit() {
+    let app = spawn_app().await;
+    let places = sample_places();
+    let ids = copy_places(&app.pool, &places).await;
+    let loaded: HashMap<Uuid, &Place> = ids.iter().copied().zip(&places).collect();
+    let stored: HashMap<Uuid, (String, f64, f64)> = sqlx::query_as::<_, (Uuid, String, f64, f64)>(
+        "SELECT id, name, ST_X(geom), ST_Y(geom) FROM points",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(id, name, x, y)| (id, (name, x, y)))
+    .collect();
+
+    let response = get(&app, "/points?limit=1000", Some("application/geo+json")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/geo+json");
+    assert!(
+        next_link(&response).is_none(),
+        "1,000 points fit one page of 1,000"
+    );
+    let collection: Value = response.json().await.unwrap();
+    assert_eq!(collection["type"], "FeatureCollection");
+    assert_eq!(collection["links"], serde_json::json!([]));
+    let features = collection["features"].as_array().unwrap();
+    assert_eq!(features.len(), places.len());
+    let mut seen = HashSet::new();
+    for feature in features {
+        assert_eq!(feature["type"], "Feature");
+        assert_eq!(feature["geometry"]["type"], "Point");
+        let id: Uuid = feature["id"].as_str().unwrap().parse().unwrap();
+        assert!(seen.insert(id), "{id} listed twice");
+        let (name, x, y) = &stored[&id];
+        let coordinates = feature["geometry"]["coordinates"].as_array().unwrap();
+        let lon = coordinates[0].as_f64().unwrap();
+        let lat = coordinates[1].as_f64().unwrap();
+        assert_eq!(lon.to_bits(), x.to_bits(), "{name}");
+        assert_eq!(lat.to_bits(), y.to_bits(), "{name}");
+        assert_eq!(lon.to_bits(), loaded[&id].longitude.to_bits(), "{name}");
+        assert_eq!(lat.to_bits(), loaded[&id].latitude.to_bits(), "{name}");
+        assert_eq!(feature["properties"]["name"], name.as_str());
+        assert_eq!(feature["properties"].as_object().unwrap().len(), 1);
+    }
+
+    // Paged with `f`, the next link sits both in the header and in the collection.
+    let mut link = Some("/points?f=geojson&limit=300".to_owned());
+    let (mut pages, mut ids_seen) = (0, HashSet::new());
+    while let Some(target) = link {
+        let response = get(&app, &target, None).await;
+        assert_eq!(response.headers()["content-type"], "application/geo+json");
+        let header = next_link(&response);
+        let body: Value = response.json().await.unwrap();
+        let in_body = body["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["rel"] == "next")
+            .map(|l| l["href"].as_str().unwrap().to_owned());
+        assert_eq!(header, in_body);
+        for feature in body["features"].as_array().unwrap() {
+            assert!(ids_seen.insert(feature["id"].as_str().unwrap().to_owned()));
+        }
+        link = header;
+        pages += 1;
+    }
+    assert_eq!((pages, ids_seen.len()), (4, places.len()));
+
+    // `f=json` beats the Accept header.
+    let response = get(&app, "/points?f=json&limit=1", Some("application/geo+json")).await;
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let array: Vec<Listed> = response.json().await.unwrap();
+    assert_eq!(array.len(), 1);
+}

@@ -1,0 +1,208 @@
+//! The SQL behind `GET /points`: one statement per page, assembled from the filters, whose
+//! every predicate an index can serve.
+//!
+//! - No filter: `ORDER BY id DESC` walks the primary key; the cursor adds `id < $last`.
+//! - `bbox`: `ST_Intersects` with the box, which PostGIS expands into `geom && box` (served by
+//!   `points_geom_gist`) plus the exact test, so a point on an edge or corner is inside. A box
+//!   across the antimeridian is two boxes joined by `OR`, which becomes a `BitmapOr` of two
+//!   index scans.
+//! - `near`: `ST_DWithin` on `geom::geography`, which PostGIS expands into `&&` against the
+//!   expression index `points_geog_gist`; the page is sorted by the exact distance, then id.
+//!
+//! Statements are sent unprepared (`persistent(false)`), so PostgreSQL plans each with the
+//! actual box and radius. After five runs a prepared statement may switch to a generic plan,
+//! which cannot tell a box around a town (best served by the spatial index) from one around a
+//! continent (best served by walking the primary key and filtering).
+
+use sqlx::{PgPool, Postgres, QueryBuilder};
+
+use super::ListedPoint;
+use super::cursor::Position;
+use super::params::{BoundingBox, Filters, Near};
+
+/// Up to `limit + 1` points after `after`: the extra one only tells whether a next page exists.
+pub(super) async fn select_page(
+    pool: &PgPool,
+    filters: &Filters,
+    after: Option<Position>,
+    limit: u32,
+) -> sqlx::Result<Vec<ListedPoint>> {
+    page_query(filters, after, limit)
+        .build_query_as()
+        .persistent(false)
+        .fetch_all(pool)
+        .await
+}
+
+fn page_query(
+    filters: &Filters,
+    after: Option<Position>,
+    limit: u32,
+) -> QueryBuilder<'static, Postgres> {
+    let mut sql =
+        QueryBuilder::new("SELECT id, name, ST_X(geom) AS longitude, ST_Y(geom) AS latitude, ");
+    match &filters.near {
+        Some(near) => push_distance(&mut sql, near),
+        None => {
+            sql.push("NULL::float8");
+        }
+    }
+    sql.push(" AS distance FROM points WHERE TRUE");
+    if let Some(bbox) = &filters.bbox {
+        sql.push(" AND ");
+        push_bbox(&mut sql, bbox);
+    }
+    if let Some(near) = &filters.near {
+        // `use_spheroid` true: the same WGS 84 spheroid as the distance that orders the page.
+        sql.push(" AND ST_DWithin(geom::geography, ");
+        push_centre(&mut sql, near);
+        sql.push(", ").push_bind(near.radius_metres).push(", true)");
+    }
+    match (after, &filters.near) {
+        (None, _) => {}
+        (Some(Position::Newest { last_id }), _) => {
+            sql.push(" AND id < ").push_bind(last_id);
+        }
+        (
+            Some(Position::Nearest {
+                last_distance,
+                last_id,
+            }),
+            Some(near),
+        ) => {
+            // The distance is computed again rather than compared within a tolerance: the
+            // same function over the same doubles gives the same bits, so the row that ended
+            // the previous page is excluded exactly and nothing after it is lost.
+            sql.push(" AND (");
+            push_distance(&mut sql, near);
+            sql.push(", id) > (")
+                .push_bind(last_distance)
+                .push("::float8, ")
+                .push_bind(last_id)
+                .push(")");
+        }
+        // `list_params` only lets a cursor through when its order is the filters' order.
+        (Some(Position::Nearest { .. }), None) => {
+            sql.push(" AND FALSE");
+        }
+    }
+    if filters.near.is_some() {
+        sql.push(" ORDER BY distance, id");
+    } else {
+        sql.push(" ORDER BY id DESC");
+    }
+    sql.push(" LIMIT ").push_bind(i64::from(limit) + 1);
+    sql
+}
+
+/// The distance in metres on the WGS 84 spheroid (`ST_Distance`'s default for geography).
+fn push_distance(sql: &mut QueryBuilder<'static, Postgres>, near: &Near) {
+    sql.push("ST_Distance(geom::geography, ");
+    push_centre(sql, near);
+    sql.push(", true)");
+}
+
+fn push_centre(sql: &mut QueryBuilder<'static, Postgres>, near: &Near) {
+    sql.push("ST_SetSRID(ST_MakePoint(")
+        .push_bind(near.longitude.degrees())
+        .push(", ")
+        .push_bind(near.latitude.degrees())
+        .push("), 4326)::geography");
+}
+
+fn push_bbox(sql: &mut QueryBuilder<'static, Postgres>, bbox: &BoundingBox) {
+    let (west, south) = (bbox.west.degrees(), bbox.south.degrees());
+    let (east, north) = (bbox.east.degrees(), bbox.north.degrees());
+    if bbox.crosses_antimeridian() {
+        sql.push("(");
+        push_envelope_test(sql, [west, south, 180.0, north]);
+        sql.push(" OR ");
+        push_envelope_test(sql, [-180.0, south, east, north]);
+        sql.push(")");
+    } else {
+        push_envelope_test(sql, [west, south, east, north]);
+    }
+}
+
+/// `ST_Intersects` with the box `[west, south, east, north]`. The box is the envelope of its
+/// diagonal rather than `ST_MakeEnvelope`, because a box of zero width or height must
+/// become a line or a point: a collapsed polygon intersects nothing, not even its own corner.
+fn push_envelope_test(
+    sql: &mut QueryBuilder<'static, Postgres>,
+    [west, south, east, north]: [f64; 4],
+) {
+    sql.push("ST_Intersects(geom, ST_SetSRID(ST_Envelope(ST_MakeLine(ST_MakePoint(")
+        .push_bind(west)
+        .push(", ")
+        .push_bind(south)
+        .push("), ST_MakePoint(")
+        .push_bind(east)
+        .push(", ")
+        .push_bind(north)
+        .push("))), 4326))");
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::super::params::tests::{bbox, near};
+    use super::*;
+
+    fn sql(filters: &Filters, after: Option<Position>) -> String {
+        page_query(filters, after, 10).into_sql()
+    }
+
+    #[test]
+    fn without_filters_the_newest_come_first_through_the_primary_key() {
+        let text = sql(&Filters::default(), None);
+        assert!(
+            text.ends_with("FROM points WHERE TRUE ORDER BY id DESC LIMIT $1"),
+            "{text}"
+        );
+        let text = sql(
+            &Filters::default(),
+            Some(Position::Newest {
+                last_id: Uuid::nil(),
+            }),
+        );
+        assert!(
+            text.contains("WHERE TRUE AND id < $1 ORDER BY id DESC LIMIT $2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_box_across_the_antimeridian_becomes_two_boxes() {
+        let plain = Filters {
+            bbox: Some(bbox(-10.0, 35.0, 30.0, 60.0)),
+            near: None,
+        };
+        assert_eq!(sql(&plain, None).matches("ST_Intersects").count(), 1);
+        let crossing = Filters {
+            bbox: Some(bbox(170.0, -20.0, -170.0, -10.0)),
+            near: None,
+        };
+        let text = sql(&crossing, None);
+        assert_eq!(text.matches("ST_Intersects").count(), 2, "{text}");
+        assert!(text.contains(" OR "), "{text}");
+    }
+
+    #[test]
+    fn a_radius_search_orders_by_distance_then_id_and_resumes_after_both() {
+        let filters = Filters {
+            bbox: None,
+            near: Some(near(2.3522, 48.8566, 50_000.0)),
+        };
+        let text = sql(
+            &filters,
+            Some(Position::Nearest {
+                last_distance: 12.5,
+                last_id: Uuid::nil(),
+            }),
+        );
+        assert!(text.contains("ST_DWithin(geom::geography, "), "{text}");
+        assert!(text.contains(", id) > ("), "{text}");
+        assert!(text.ends_with(" ORDER BY distance, id LIMIT $10"), "{text}");
+    }
+}
