@@ -54,6 +54,7 @@ impl fmt::Display for SecretUrl {
 pub struct NatsConfig {
     /// NATS server URL(s), comma-separated.
     #[arg(
+        id = "nats_url",
         long = "nats-url",
         env = "GEOLEDGER_NATS_URL",
         default_value = "nats://127.0.0.1:4222"
@@ -99,6 +100,7 @@ impl NatsConfig {
 pub struct DatabaseConfig {
     /// PostgreSQL connection URL.
     #[arg(
+        id = "database_url",
         long = "database-url",
         env = "GEOLEDGER_DATABASE_URL",
         default_value = "postgres://geoledger@127.0.0.1:5432/geoledger"

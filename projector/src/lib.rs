@@ -231,3 +231,16 @@ impl App {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod config_tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::Config;
+
+    #[test]
+    fn the_command_line_is_well_formed_and_every_setting_has_a_default() {
+        Config::command().debug_assert();
+        Config::try_parse_from(["projector"]).expect("no flag is required");
+    }
+}

@@ -209,3 +209,16 @@ mod tests {
         assert_ne!(app.local_addr().port(), 0);
     }
 }
+
+#[cfg(test)]
+mod config_tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::Config;
+
+    #[test]
+    fn the_command_line_is_well_formed_and_every_setting_has_a_default() {
+        Config::command().debug_assert();
+        Config::try_parse_from(["query-api"]).expect("no flag is required");
+    }
+}

@@ -1,0 +1,56 @@
+# Entry points for working on geoledger locally. The work is done by the scripts in
+# infra/local, which can also be run on their own; every port can be moved with the
+# variables listed in .env.example.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# The places `make up` loads, relative to the repository root unless absolute.
+PLACES ?= ../shared/data/places-sample.csv
+export PLACES
+
+.PHONY: help install up down restart clean status test lint fmt
+
+help:
+	@printf '%s\n' \
+	  'make up       install what is missing, build, start the stack, load $$(PLACES) once' \
+	  'make down     stop everything make up started (data is kept)' \
+	  'make restart  down, then up' \
+	  'make clean    down, then delete the stack'"'"'s and the tests'"'"' data in .local' \
+	  'make status   what runs where, and whether it is healthy' \
+	  'make test     fmt and clippy checks, then cargo test against fresh test servers' \
+	  'make lint     the fmt and clippy checks alone (and shellcheck, when installed)' \
+	  'make fmt      format the Rust code' \
+	  'make install  install the pinned outside programs only'
+
+install:
+	@infra/local/install.sh
+
+up:
+	@infra/local/up.sh
+
+down:
+	@infra/local/services.sh stop all
+
+restart: down up
+
+status:
+	@infra/local/services.sh status
+
+# The virtualenv holding nats-server is a tool, not data, and survives a clean.
+clean: down
+	@infra/local/test-services.sh stop
+	rm -rf .local/data .local/log .local/run .local/state .local/test
+
+test:
+	@infra/local/test.sh
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	@if command -v shellcheck >/dev/null; then \
+	  shellcheck -x infra/local/*.sh .ci/run && echo 'shellcheck: ok'; \
+	else echo 'shellcheck not installed; shell scripts not checked'; fi
+
+fmt:
+	cargo fmt --all

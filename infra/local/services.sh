@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Starts, stops and reports the local stack: PostgreSQL, NATS, the services and HAProxy,
+# each a process of its own with data in .local/data, PIDs in .local/run and logs in
+# .local/log.
+#
+#   services.sh start|stop|status [all|infra|apps|haproxy]
+#
+# `infra` is PostgreSQL and NATS; `apps` is the projector, command-api and query-api;
+# `all` (the default) is both plus HAProxy. Starting is idempotent: whatever is already
+# running is left alone, except a service whose binary was rebuilt after it started, which
+# is restarted one instance at a time so the other instance keeps serving, and HAProxy when
+# its configuration changed after it started.
+set -euo pipefail
+
+# shellcheck source=infra/local/lib.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+use_state_dir "$LOCAL_DIR"
+
+# Every app instance as name:binary:port, in start order: the projector first because it
+# runs the migrations the readers depend on.
+app_instances() {
+  local i
+  printf 'projector:projector:%s\n' "$STACK_PROJECTOR_PORT"
+  for i in 0 1; do printf 'command-api-%d:command-api:%s\n' $((i + 1)) "${STACK_CMD_PORTS[i]}"; done
+  for i in 0 1; do printf 'query-api-%d:query-api:%s\n' $((i + 1)) "${STACK_QUERY_PORTS[i]}"; done
+}
+
+start_infra() {
+  pg_start "$STACK_PG_PORT"
+  # The services' role is a superuser because the projector's first migration creates the
+  # postgis extension; this is a local development cluster only.
+  if [[ -z $(pg_psql "$STACK_PG_PORT" -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'geoledger'") ]]; then
+    pg_psql "$STACK_PG_PORT" -c 'CREATE ROLE geoledger LOGIN SUPERUSER'
+  fi
+  if [[ -z $(pg_psql "$STACK_PG_PORT" -tAc "SELECT 1 FROM pg_database WHERE datname = 'geoledger'") ]]; then
+    pg_psql "$STACK_PG_PORT" -c 'CREATE DATABASE geoledger OWNER geoledger'
+  fi
+  nats_start "$STACK_NATS_PORT" "$STACK_NATS_MONITOR_PORT" geoledger-local
+}
+
+start_app() {
+  local name=$1 bin=$STACK_BIN_DIR/$2 port=$3 log=$LOG_DIR/$1.log pid
+  [[ -x $bin ]] || die "$bin is missing; run: cargo build --release --workspace"
+  if pid=$(running_pid "$name" "/$2"); then
+    if [[ $bin -nt $(pid_file "$name") ]]; then
+      say "$name: binary rebuilt since it started; restarting"
+      stop_process "$name" "/$2" 30
+    else
+      say "$name already running (pid $pid)"
+      wait_healthy "$name" "http://127.0.0.1:$port/status" "$log" 60 "$pid"
+      return 0
+    fi
+  fi
+  require_free_port "$name" "$port"
+  say "$name: starting on 127.0.0.1:$port"
+  spawn "$name" "$log" env \
+    GEOLEDGER_LISTEN="127.0.0.1:$port" \
+    GEOLEDGER_LOG_FORMAT="${GEOLEDGER_LOG_FORMAT:-text}" \
+    RUST_LOG="${RUST_LOG:-info}" \
+    GEOLEDGER_NATS_URL="$STACK_NATS_URL" \
+    GEOLEDGER_STREAM="$STACK_STREAM" \
+    GEOLEDGER_SUBJECT_PREFIX="$STACK_SUBJECT_PREFIX" \
+    GEOLEDGER_DATABASE_URL="$STACK_DATABASE_URL" \
+    "$bin"
+  wait_healthy "$name" "http://127.0.0.1:$port/status" "$log" 60 "$(<"$(pid_file "$name")")"
+}
+
+start_apps() {
+  local name bin port
+  while IFS=: read -r name bin port; do
+    start_app "$name" "$bin" "$port"
+  done < <(app_instances)
+}
+
+stop_apps() {
+  local name bin port
+  while IFS=: read -r name bin port; do
+    stop_process "$name" "/$bin" 30
+  done < <(app_instances | tac)
+}
+
+haproxy_env() {
+  export GEOLEDGER_HAPROXY_BIND=127.0.0.1:$STACK_HAPROXY_PORT
+  export GEOLEDGER_HAPROXY_STATS_BIND=127.0.0.1:$STACK_HAPROXY_STATS_PORT
+  export GEOLEDGER_CMD_1=127.0.0.1:${STACK_CMD_PORTS[0]} GEOLEDGER_CMD_2=127.0.0.1:${STACK_CMD_PORTS[1]}
+  export GEOLEDGER_QUERY_1=127.0.0.1:${STACK_QUERY_PORTS[0]} GEOLEDGER_QUERY_2=127.0.0.1:${STACK_QUERY_PORTS[1]}
+}
+
+start_haproxy() {
+  local log=$LOG_DIR/haproxy.log pid
+  if pid=$(running_pid haproxy "$HAPROXY_CFG") && [[ $HAPROXY_CFG -nt $(pid_file haproxy) ]]; then
+    say "haproxy: configuration changed since it started; restarting"
+    stop_process haproxy "$HAPROXY_CFG" 10
+  fi
+  if pid=$(running_pid haproxy "$HAPROXY_CFG"); then
+    say "haproxy already running (pid $pid)"
+  else
+    haproxy_env
+    "$HAPROXY_BIN" -c -q -f "$HAPROXY_CFG" || die "haproxy rejects $HAPROXY_CFG"
+    require_free_port haproxy "$STACK_HAPROXY_PORT"
+    require_free_port haproxy-stats "$STACK_HAPROXY_STATS_PORT"
+    say "haproxy: starting on 127.0.0.1:$STACK_HAPROXY_PORT (stats 127.0.0.1:$STACK_HAPROXY_STATS_PORT)"
+    spawn haproxy "$log" "$HAPROXY_BIN" -db -f "$HAPROXY_CFG"
+    pid=$(<"$(pid_file haproxy)")
+    wait_healthy haproxy "http://127.0.0.1:$STACK_HAPROXY_STATS_PORT/" "$log" 15 "$pid"
+  fi
+  wait_backends_up "$log" 30
+}
+
+# HAProxy's own health checks decide routing; waiting for them means the first request
+# through it is not sent to an instance it still believes is down.
+wait_backends_up() {
+  local log=$1 timeout=$2 deadline down
+  deadline=$((SECONDS + timeout))
+  while :; do
+    down=$(curl -s --max-time 2 "http://127.0.0.1:$STACK_HAPROXY_STATS_PORT/;csv" |
+      awk -F, '($1 == "command_api" || $1 == "query_api") && $2 != "BACKEND" && $18 !~ /^UP/ { printf "%s(%s) ", $2, $18 }
+                END { if (NR == 0) print "no-stats" }')
+    [[ -z $down ]] && return 0
+    if ((SECONDS >= deadline)); then
+      die_with_log "haproxy still reports these servers not up after ${timeout}s: $down" "$log"
+    fi
+    sleep 0.5
+  done
+}
+
+show_status() {
+  local name bin port pid code
+  report() { printf '  %-14s %-26s %s\n' "$1" "$2" "$3"; }
+  say "local stack (state in .local):"
+  if pid=$(running_pid postgres "$DATA_DIR/postgres"); then
+    report postgres "running (pid $pid)" "127.0.0.1:$STACK_PG_PORT  $STACK_DATABASE_URL"
+  else report postgres stopped ""; fi
+  if pid=$(running_pid nats "$NATS_SERVER_BIN"); then
+    report nats "running (pid $pid)" "$STACK_NATS_URL  monitoring http://127.0.0.1:$STACK_NATS_MONITOR_PORT"
+  else report nats stopped ""; fi
+  while IFS=: read -r name bin port; do
+    if pid=$(running_pid "$name" "/$bin"); then
+      code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/status" || true)
+      report "$name" "running (pid $pid)" "http://127.0.0.1:$port  /status $code"
+    else report "$name" stopped ""; fi
+  done < <(app_instances)
+  if pid=$(running_pid haproxy "$HAPROXY_CFG"); then
+    report haproxy "running (pid $pid)" "http://127.0.0.1:$STACK_HAPROXY_PORT  stats http://127.0.0.1:$STACK_HAPROXY_STATS_PORT"
+    curl -s --max-time 2 "http://127.0.0.1:$STACK_HAPROXY_STATS_PORT/;csv" |
+      awk -F, '($1 == "command_api" || $1 == "query_api") { printf "    %-12s %-14s %s\n", $1, $2, $18 }'
+  else report haproxy stopped ""; fi
+}
+
+action=${1:-status}
+scope=${2:-all}
+case $action:$scope in
+  start:infra) start_infra ;;
+  start:apps) start_apps ;;
+  start:haproxy) start_haproxy ;;
+  start:all) start_infra && start_apps && start_haproxy ;;
+  stop:apps) stop_apps ;;
+  stop:haproxy) stop_process haproxy "$HAPROXY_CFG" 10 ;;
+  stop:infra) nats_stop && pg_stop ;;
+  stop:all) stop_apps && stop_process haproxy "$HAPROXY_CFG" 10 && nats_stop && pg_stop ;;
+  status:*) show_status ;;
+  *)
+    printf 'usage: %s start|stop|status [all|infra|apps|haproxy]\n' "$0" >&2
+    exit 2
+    ;;
+esac
