@@ -24,9 +24,24 @@ pub(crate) enum ApiError {
     /// The `Idempotency-Key` was used before with a different body.
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,
+    /// No point has this id (or the id is not a UUID).
+    #[error("no such point")]
+    NotFound(String),
+    /// The point was deleted; its id stays taken.
+    #[error("point deleted")]
+    Gone,
+    /// `If-Match` named a version that is no longer the current one.
+    #[error("precondition failed")]
+    PreconditionFailed { current: u64 },
+    /// Other writers kept changing the point; the client may retry.
+    #[error("too much contention on one point")]
+    Contended,
     /// JetStream did not store the event; the client may retry.
     #[error("event store unavailable: {0}")]
     Unavailable(String),
+    /// The event stream could not be read to decide on a command or list a history.
+    #[error("event stream unreadable: {0}")]
+    StreamUnreadable(String),
     /// Anything nobody planned for.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -60,9 +75,30 @@ impl IntoResponse for ApiError {
                 "Idempotency-Key reused with a different request",
             )
             .detail("this key was first used with another body; use a new key for a new write"),
+            Self::NotFound(detail) => Problem::not_found(detail),
+            Self::Gone => Problem::new(StatusCode::GONE, "gone", "The point was deleted")
+                .detail("a deleted point cannot be changed or deleted again"),
+            Self::PreconditionFailed { current } => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "The point changed since the version in If-Match",
+            )
+            .detail(format!(
+                "the current version is \"{current}\"; read it and decide again"
+            ))
+            .extension("current_etag", format!("\"{current}\"")),
+            Self::Contended => Problem::new(
+                StatusCode::CONFLICT,
+                "contended",
+                "Other writes to this point kept getting in first",
+            )
+            .detail("retry the request"),
             Self::Unavailable(detail) => Problem::unavailable(format!(
                 "the event was not stored ({detail}); retry with the same Idempotency-Key"
             )),
+            Self::StreamUnreadable(detail) => {
+                Problem::unavailable(format!("the event stream could not be read ({detail})"))
+            }
             Self::Internal(error) => Problem::internal(error.as_ref()),
         };
         problem.into_response()

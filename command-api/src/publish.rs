@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::connection::State;
-use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
+use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::jetstream::{self, message::PublishMessage};
+use uuid::Uuid;
 
 use geoledger_common::config::NatsConfig;
 use geoledger_common::event::EventEnvelope;
@@ -38,6 +40,10 @@ pub(crate) enum PublishFailure {
     /// NATS is not connected: nothing was sent.
     #[error("not connected to NATS")]
     NotConnected,
+    /// JetStream refused the event because the point's subject has moved on since the
+    /// expected sequence: another write got there first.
+    #[error("the point changed since sequence {expected}")]
+    Conflict { expected: u64 },
     /// Sent, but JetStream did not confirm in time or refused it.
     #[error("JetStream did not acknowledge the event on {subject}")]
     NotAcknowledged {
@@ -45,6 +51,26 @@ pub(crate) enum PublishFailure {
         #[source]
         source: PublishError,
     },
+}
+
+/// Why a point's events could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadFailure {
+    /// NATS is down or did not answer.
+    #[error("the event stream could not be read: {0}")]
+    Unavailable(String),
+    /// A stored message is not an event this build can read.
+    #[error("the event at stream sequence {sequence} is not readable")]
+    Undecodable {
+        sequence: u64,
+        #[source]
+        source: geoledger_common::event::DecodeError,
+    },
+}
+
+fn decode_stored(sequence: u64, payload: &[u8]) -> Result<EventEnvelope, ReadFailure> {
+    EventEnvelope::from_slice(payload)
+        .map_err(|source| ReadFailure::Undecodable { sequence, source })
 }
 
 /// A cheap-to-clone handle publishing point events.
@@ -122,13 +148,21 @@ impl Publisher {
     ///
     /// `message_id` feeds JetStream's de-duplication: the same id within the stream's
     /// duplicate window stores nothing new and reports the first copy's sequence.
+    ///
+    /// With `expected`, JetStream stores the event only if the last message on the point's
+    /// subject is at that stream sequence (0: no message yet), which makes the write
+    /// conditional without any lock.
     pub(crate) async fn publish(
         &self,
         envelope: &EventEnvelope,
         message_id: &str,
         traceparent: Option<&str>,
+        expected: Option<u64>,
     ) -> Result<Published, PublishFailure> {
-        match self.publish_once(envelope, message_id, traceparent).await {
+        match self
+            .publish_once(envelope, message_id, traceparent, expected)
+            .await
+        {
             // A NATS that lost its store (or a stream deleted by an operator) answers "no
             // responders"; declaring the stream again and retrying is safe because the
             // message id de-duplicates a publish that did land.
@@ -138,7 +172,8 @@ impl Publisher {
                     tracing::warn!(error.message = %error, "declaring the stream failed");
                     return Err(failure);
                 }
-                self.publish_once(envelope, message_id, traceparent).await
+                self.publish_once(envelope, message_id, traceparent, expected)
+                    .await
             }
             other => other,
         }
@@ -149,7 +184,38 @@ impl Publisher {
         envelope: &EventEnvelope,
         message_id: &str,
         traceparent: Option<&str>,
+        expected: Option<u64>,
     ) -> Result<Published, PublishFailure> {
+        let ack = self
+            .send(envelope, message_id, traceparent, expected)
+            .await?
+            .await
+            .map_err(|source| self.failure(envelope, expected, source))?;
+        tracing::debug!(
+            nats.stream_seq = ack.sequence,
+            nats.duplicate = ack.duplicate,
+            "event acknowledged"
+        );
+        Ok(if ack.duplicate {
+            Published::Duplicate {
+                sequence: ack.sequence,
+            }
+        } else {
+            Published::Stored {
+                sequence: ack.sequence,
+            }
+        })
+    }
+
+    /// Sends an event without waiting for its ack, so that a batch can have many acks in
+    /// flight at once; the returned future resolves to the ack.
+    pub(crate) async fn send(
+        &self,
+        envelope: &EventEnvelope,
+        message_id: &str,
+        traceparent: Option<&str>,
+        expected: Option<u64>,
+    ) -> Result<PublishAckFuture, PublishFailure> {
         // A publish made while disconnected would sit in the client's buffer and might be
         // sent after the caller has been told it failed; refusing up front keeps a 503
         // meaning "not stored" in all but the narrow race of a connection dropping now.
@@ -164,32 +230,88 @@ impl Publisher {
         if let Some(tp) = traceparent {
             message = message.header("traceparent", tp);
         }
-        let fail = |source| PublishFailure::NotAcknowledged {
-            subject: subject.clone(),
-            source,
-        };
-        let ack = self
-            .js
-            .send_publish(subject.clone(), message)
+        if let Some(sequence) = expected {
+            message = message.expected_last_subject_sequence(sequence);
+        }
+        self.js
+            .send_publish(subject, message)
             .await
-            .map_err(fail)?
+            .map_err(|source| self.failure(envelope, expected, source))
+    }
+
+    fn failure(
+        &self,
+        envelope: &EventEnvelope,
+        expected: Option<u64>,
+        source: PublishError,
+    ) -> PublishFailure {
+        match (source.kind(), expected) {
+            (PublishErrorKind::WrongLastSequence, Some(expected)) => {
+                PublishFailure::Conflict { expected }
+            }
+            _ => PublishFailure::NotAcknowledged {
+                subject: self.spec.subject_for(envelope.aggregate_id),
+                source,
+            },
+        }
+    }
+
+    /// The last event on a point's subject with its stream sequence, or `None` when the point
+    /// has no events. This, not the read model, is what commands decide on: it is never
+    /// behind.
+    pub(crate) async fn last_event(
+        &self,
+        point_id: Uuid,
+    ) -> Result<Option<(u64, EventEnvelope)>, ReadFailure> {
+        let stream = self.stream().await?;
+        match stream
+            .direct_get_last_for_subject(self.spec.subject_for(point_id))
             .await
-            .map_err(fail)?;
-        tracing::debug!(
-            nats.subject = %subject,
-            nats.stream_seq = ack.sequence,
-            nats.duplicate = ack.duplicate,
-            "event acknowledged"
-        );
-        Ok(if ack.duplicate {
-            Published::Duplicate {
-                sequence: ack.sequence,
+        {
+            Ok(message) => Ok(Some((
+                message.sequence,
+                decode_stored(message.sequence, &message.payload)?,
+            ))),
+            Err(error) if error.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(error) => Err(ReadFailure::Unavailable(error.to_string())),
+        }
+    }
+
+    /// Every event of a point, oldest first, with its stream sequence and storage time.
+    pub(crate) async fn history(
+        &self,
+        point_id: Uuid,
+    ) -> Result<Vec<(u64, EventEnvelope)>, ReadFailure> {
+        let stream = self.stream().await?;
+        let subject = self.spec.subject_for(point_id);
+        let mut events = Vec::new();
+        let mut from = 1;
+        loop {
+            match stream
+                .direct_get_next_for_subject(subject.clone(), Some(from))
+                .await
+            {
+                Ok(message) => {
+                    events.push((
+                        message.sequence,
+                        decode_stored(message.sequence, &message.payload)?,
+                    ));
+                    from = message.sequence + 1;
+                }
+                Err(error) if error.kind() == DirectGetErrorKind::NotFound => return Ok(events),
+                Err(error) => return Err(ReadFailure::Unavailable(error.to_string())),
             }
-        } else {
-            Published::Stored {
-                sequence: ack.sequence,
-            }
-        })
+        }
+    }
+
+    async fn stream(&self) -> Result<jetstream::stream::Stream<()>, ReadFailure> {
+        if self.client.connection_state() != State::Connected {
+            return Err(ReadFailure::Unavailable("not connected to NATS".to_owned()));
+        }
+        self.js
+            .get_stream_no_info(&self.spec.name)
+            .await
+            .map_err(|e| ReadFailure::Unavailable(e.to_string()))
     }
 
     /// Reads the event stored at `sequence`.

@@ -46,7 +46,7 @@ pub struct Metadata {
     pub idempotency_key: Option<String>,
 }
 
-/// `data` of a `PointCreated` event, schema version 1.
+/// `data` of a `PointCreated` event, schema version 1: what the first releases wrote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PointCreatedV1 {
     /// The name as validated.
@@ -57,15 +57,101 @@ pub struct PointCreatedV1 {
     pub latitude: Latitude,
 }
 
-/// A decoded event, at the newest schema version of its type.
+/// `data` of a `PointCreated` event, schema version 2: version 1 plus free-form properties.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointCreated {
+    /// The name as validated.
+    pub name: PointName,
+    /// Longitude in degrees, WGS 84.
+    pub longitude: Longitude,
+    /// Latitude in degrees, WGS 84.
+    pub latitude: Latitude,
+    /// Client-supplied attributes (a JSON object), empty when none were given.
+    #[serde(default)]
+    pub properties: serde_json::Map<String, serde_json::Value>,
+}
+
+impl From<PointCreatedV1> for PointCreated {
+    /// The upcaster: a version 1 creation is a version 2 creation without properties.
+    fn from(v1: PointCreatedV1) -> Self {
+        Self {
+            name: v1.name,
+            longitude: v1.longitude,
+            latitude: v1.latitude,
+            properties: serde_json::Map::new(),
+        }
+    }
+}
+
+/// `data` of a `PointRenamed` event, schema version 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointRenamed {
+    /// The new name.
+    pub name: PointName,
+}
+
+/// `data` of a `PointMoved` event, schema version 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointMoved {
+    /// The new longitude.
+    pub longitude: Longitude,
+    /// The new latitude.
+    pub latitude: Latitude,
+}
+
+/// A decoded event, upcast to the newest schema version of its type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PointEvent {
     /// A point came into being.
-    Created(PointCreatedV1),
+    Created(PointCreated),
+    /// A point got a new name.
+    Renamed(PointRenamed),
+    /// A point got new coordinates.
+    Moved(PointMoved),
+    /// A point ceased to exist; later commands on it are refused.
+    Deleted,
 }
 
 /// Name of the `PointCreated` event type.
 pub const POINT_CREATED: &str = "PointCreated";
+/// Name of the `PointRenamed` event type.
+pub const POINT_RENAMED: &str = "PointRenamed";
+/// Name of the `PointMoved` event type.
+pub const POINT_MOVED: &str = "PointMoved";
+/// Name of the `PointDeleted` event type.
+pub const POINT_DELETED: &str = "PointDeleted";
+
+impl PointEvent {
+    /// The event type name, as written in envelopes.
+    #[must_use]
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::Created(_) => POINT_CREATED,
+            Self::Renamed(_) => POINT_RENAMED,
+            Self::Moved(_) => POINT_MOVED,
+            Self::Deleted => POINT_DELETED,
+        }
+    }
+
+    /// The schema version new events of this type are written with.
+    #[must_use]
+    pub fn schema_version(&self) -> u32 {
+        match self {
+            Self::Created(_) => 2,
+            Self::Renamed(_) | Self::Moved(_) | Self::Deleted => 1,
+        }
+    }
+
+    fn data(&self) -> serde_json::Value {
+        let value = match self {
+            Self::Created(c) => serde_json::to_value(c),
+            Self::Renamed(r) => serde_json::to_value(r),
+            Self::Moved(m) => serde_json::to_value(m),
+            Self::Deleted => Ok(serde_json::Value::Object(serde_json::Map::new())),
+        };
+        value.expect("event data has only string keys")
+    }
+}
 
 /// Why an envelope could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -95,24 +181,37 @@ pub enum DecodeError {
 }
 
 impl EventEnvelope {
+    /// Wraps `event`, at the newest schema version of its type, in an envelope with a fresh
+    /// event id, for the point `aggregate_id` at `aggregate_version`.
+    #[must_use]
+    pub fn new(
+        event: &PointEvent,
+        aggregate_id: Uuid,
+        aggregate_version: u64,
+        metadata: Metadata,
+    ) -> Self {
+        Self {
+            event_id: Uuid::now_v7(),
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            aggregate_id,
+            aggregate_version,
+            occurred_at: Utc::now(),
+            data: event.data(),
+            metadata,
+        }
+    }
+
     /// Wraps a new point's creation in an envelope with fresh ids.
     #[must_use]
     pub fn point_created(point_id: Uuid, point: &NewPoint, metadata: Metadata) -> Self {
-        let data = PointCreatedV1 {
+        let event = PointEvent::Created(PointCreated {
             name: point.name.clone(),
             longitude: point.longitude,
             latitude: point.latitude,
-        };
-        Self {
-            event_id: Uuid::now_v7(),
-            event_type: POINT_CREATED.to_owned(),
-            schema_version: 1,
-            aggregate_id: point_id,
-            aggregate_version: 1,
-            occurred_at: Utc::now(),
-            data: serde_json::to_value(data).expect("PointCreatedV1 has only string keys"),
-            metadata,
-        }
+            properties: point.properties.clone(),
+        });
+        Self::new(&event, point_id, 1, metadata)
     }
 
     /// Reads an envelope from a message payload.
@@ -135,14 +234,22 @@ impl EventEnvelope {
     /// [`DecodeError::UnknownType`] or [`DecodeError::Data`].
     pub fn decode(&self) -> Result<PointEvent, DecodeError> {
         match (self.event_type.as_str(), self.schema_version) {
-            (POINT_CREATED, 1) => serde_json::from_value(self.data.clone())
-                .map(PointEvent::Created)
-                .map_err(|source| self.data_error(source)),
+            (POINT_CREATED, 1) => self
+                .data_as::<PointCreatedV1>()
+                .map(|v1| PointEvent::Created(v1.into())),
+            (POINT_CREATED, 2) => self.data_as().map(PointEvent::Created),
+            (POINT_RENAMED, 1) => self.data_as().map(PointEvent::Renamed),
+            (POINT_MOVED, 1) => self.data_as().map(PointEvent::Moved),
+            (POINT_DELETED, 1) => Ok(PointEvent::Deleted),
             _ => Err(DecodeError::UnknownType {
                 event_type: self.event_type.clone(),
                 schema_version: self.schema_version,
             }),
         }
+    }
+
+    fn data_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, DecodeError> {
+        T::deserialize(&self.data).map_err(|source| self.data_error(source))
     }
 
     fn data_error(&self, source: serde_json::Error) -> DecodeError {
@@ -169,7 +276,9 @@ mod tests {
         let env = EventEnvelope::point_created(id, &paris(), Metadata::default());
         let back = EventEnvelope::from_slice(&env.to_vec()).unwrap();
         assert_eq!(back, env);
-        let PointEvent::Created(c) = back.decode().unwrap();
+        let PointEvent::Created(c) = back.decode().unwrap() else {
+            panic!("a creation")
+        };
         assert_eq!(c.name.as_str(), "Paris");
         assert_eq!(c.longitude.degrees().to_bits(), 2.3522_f64.to_bits());
     }
@@ -179,8 +288,43 @@ mod tests {
         let stored = include_bytes!("../fixtures/point-created-v1.json");
         let env = EventEnvelope::from_slice(stored).unwrap();
         assert_eq!(env.aggregate_version, 1);
-        let PointEvent::Created(c) = env.decode().unwrap();
+        let PointEvent::Created(c) = env.decode().unwrap() else {
+            panic!("a creation")
+        };
         assert_eq!(c.name.as_str(), "Kraków");
+        assert!(
+            c.properties.is_empty(),
+            "v1 had no properties; the upcaster adds none"
+        );
+    }
+
+    #[test]
+    fn a_v1_and_a_v2_creation_of_the_same_point_decode_alike() {
+        let v1 =
+            EventEnvelope::from_slice(include_bytes!("../fixtures/point-created-v1.json")).unwrap();
+        let v2 =
+            EventEnvelope::from_slice(include_bytes!("../fixtures/point-created-v2.json")).unwrap();
+        assert_eq!((v1.schema_version, v2.schema_version), (1, 2));
+        assert_eq!(v1.decode().unwrap(), v2.decode().unwrap());
+    }
+
+    #[test]
+    fn every_event_type_survives_its_own_encoding() {
+        let events = [
+            PointEvent::Renamed(PointRenamed {
+                name: PointName::parse("Kraków").unwrap(),
+            }),
+            PointEvent::Moved(PointMoved {
+                longitude: Longitude::try_from(19.93658).unwrap(),
+                latitude: Latitude::try_from(50.06143).unwrap(),
+            }),
+            PointEvent::Deleted,
+        ];
+        for event in events {
+            let env = EventEnvelope::new(&event, Uuid::now_v7(), 2, Metadata::default());
+            let back = EventEnvelope::from_slice(&env.to_vec()).unwrap();
+            assert_eq!(back.decode().unwrap(), event);
+        }
     }
 
     #[test]

@@ -153,6 +153,8 @@ pub struct NewPoint {
     pub latitude: Latitude,
     /// What the point is called.
     pub name: PointName,
+    /// Client-supplied attributes, a JSON object; empty when the write had none.
+    pub properties: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One field's problem, as reported to the client.
@@ -218,21 +220,100 @@ impl NewPoint {
             .and_then(|v| PointName::parse(&v).map_err(|e| e.to_string()))
             .map_err(|reason| push("name", reason))
             .ok();
+        let properties = match members.get("properties") {
+            None => Some(serde_json::Map::new()),
+            Some(raw) => serde_json::from_str(raw.get())
+                .map_err(|_| push("properties", "must be a JSON object".to_owned()))
+                .ok(),
+        };
+        for unknown in members
+            .keys()
+            .filter(|k| !["longitude", "latitude", "name", "properties"].contains(&k.as_str()))
+        {
+            push(unknown, "is not a known field".to_owned());
+        }
+
+        match (longitude, latitude, name, properties) {
+            (Some(longitude), Some(latitude), Some(name), Some(properties))
+                if errors.is_empty() =>
+            {
+                Ok(Self {
+                    longitude,
+                    latitude,
+                    name,
+                    properties,
+                })
+            }
+            _ => Err(NewPointError::Fields(errors)),
+        }
+    }
+}
+
+/// A validated `PATCH`: a new name, new coordinates, or both.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointPatch {
+    /// The new name, when renaming.
+    pub name: Option<PointName>,
+    /// The new coordinates, when moving; longitude and latitude always change together.
+    pub position: Option<(Longitude, Latitude)>,
+}
+
+impl PointPatch {
+    /// Validates `{"name"?, "longitude"?, "latitude"?}`: at least one change, and the two
+    /// coordinates together or not at all.
+    ///
+    /// # Errors
+    /// As [`NewPoint::from_json`].
+    pub fn from_json(body: &[u8]) -> Result<Self, NewPointError> {
+        let members: BTreeMap<String, &RawValue> = serde_json::from_slice(body)
+            .map_err(|e| NewPointError::NotAnObject(describe_json_error(&e)))?;
+        let mut errors = Vec::new();
+        let mut push = |field: &str, reason: String| {
+            errors.push(FieldError {
+                field: field.to_owned(),
+                reason,
+            });
+        };
+        let name = members.contains_key("name").then(|| {
+            string_field(&members, "name")
+                .and_then(|v| PointName::parse(&v).map_err(|e| e.to_string()))
+                .map_err(|reason| push("name", reason))
+                .ok()
+        });
+        let longitude = members.contains_key("longitude").then(|| {
+            number_field(&members, "longitude")
+                .and_then(|v| Longitude::try_from(v).map_err(|e| e.to_string()))
+                .map_err(|reason| push("longitude", reason))
+                .ok()
+        });
+        let latitude = members.contains_key("latitude").then(|| {
+            number_field(&members, "latitude")
+                .and_then(|v| Latitude::try_from(v).map_err(|e| e.to_string()))
+                .map_err(|reason| push("latitude", reason))
+                .ok()
+        });
+        match (&longitude, &latitude) {
+            (Some(_), None) => push("latitude", "is required when longitude is given".to_owned()),
+            (None, Some(_)) => push("longitude", "is required when latitude is given".to_owned()),
+            (None, None) if name.is_none() => push(
+                "body",
+                "must change at least one of name, or longitude with latitude".to_owned(),
+            ),
+            _ => {}
+        }
         for unknown in members
             .keys()
             .filter(|k| !["longitude", "latitude", "name"].contains(&k.as_str()))
         {
             push(unknown, "is not a known field".to_owned());
         }
-
-        match (longitude, latitude, name) {
-            (Some(longitude), Some(latitude), Some(name)) if errors.is_empty() => Ok(Self {
-                longitude,
-                latitude,
-                name,
-            }),
-            _ => Err(NewPointError::Fields(errors)),
+        if !errors.is_empty() {
+            return Err(NewPointError::Fields(errors));
         }
+        Ok(Self {
+            name: name.flatten(),
+            position: longitude.flatten().zip(latitude.flatten()),
+        })
     }
 }
 
@@ -351,6 +432,42 @@ mod tests {
             fields(r#"{"lon": 1, "latitude": 0, "name": "x"}"#),
             ["longitude", "lon"]
         );
+    }
+
+    #[test]
+    fn properties_are_optional_but_must_be_an_object() {
+        let p = NewPoint::from_json(
+            br#"{"longitude": 1, "latitude": 2, "name": "x", "properties": {"pop": 3}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.properties["pop"], 3);
+        assert_eq!(
+            fields(r#"{"longitude": 1, "latitude": 2, "name": "x", "properties": [1]}"#),
+            ["properties"]
+        );
+    }
+
+    #[test]
+    fn a_patch_changes_something_and_moves_both_coordinates_at_once() {
+        let rename = PointPatch::from_json(r#"{"name": "Kraków"}"#.as_bytes()).unwrap();
+        assert_eq!(rename.name.unwrap().as_str(), "Kraków");
+        assert!(rename.position.is_none());
+        let moved = PointPatch::from_json(br#"{"longitude": 19.9, "latitude": 50.1}"#).unwrap();
+        assert!(moved.name.is_none() && moved.position.is_some());
+        for bad in [
+            "{}",
+            r#"{"longitude": 19.9}"#,
+            r#"{"name": ""}"#,
+            r#"{"nom": "x"}"#,
+        ] {
+            assert!(
+                matches!(
+                    PointPatch::from_json(bad.as_bytes()),
+                    Err(NewPointError::Fields(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use geoledger_common::event::{EventEnvelope, PointEvent};
+use geoledger_common::event::{EventEnvelope, PointCreated, PointEvent};
 
 /// The checkpoint row this projector owns.
 pub const PROJECTION: &str = "points";
@@ -45,7 +45,9 @@ pub async fn read_checkpoint(pool: &PgPool) -> Result<u64, sqlx::Error> {
 /// Empties the read model and rewinds the checkpoint, atomically.
 pub(crate) async fn reset(pool: &PgPool) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("TRUNCATE points").execute(&mut *tx).await?;
+    sqlx::query("TRUNCATE points, point_tombstones")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "INSERT INTO projection_checkpoint (projection, last_seq) VALUES ($1, 0)
          ON CONFLICT (projection) DO UPDATE SET last_seq = 0, updated_at = now()",
@@ -87,21 +89,21 @@ pub(crate) async fn apply_batch(
     };
     let mut creations = Creations::default();
     for incoming in batch.iter().filter(|i| i.sequence > checkpoint) {
-        match &incoming.event {
-            Ok((envelope, PointEvent::Created(created))) => creations.push(
-                envelope.aggregate_id,
-                created.name.as_str(),
-                created.longitude.degrees(),
-                created.latitude.degrees(),
-                envelope.aggregate_version,
-                incoming.sequence,
-                envelope.occurred_at,
-            ),
-            Err(_) => outcome.undecodable += 1,
-        }
         outcome.checkpoint = outcome.checkpoint.max(incoming.sequence);
+        let Ok((envelope, event)) = &incoming.event else {
+            outcome.undecodable += 1;
+            continue;
+        };
+        if let PointEvent::Created(created) = event {
+            creations.push(envelope, created, incoming.sequence);
+            continue;
+        }
+        // A later event may concern a point created earlier in this batch: the creations
+        // gathered so far go in first, so stream order is kept.
+        outcome.applied += std::mem::take(&mut creations).insert(&mut tx).await?;
+        outcome.applied += apply_change(&mut tx, envelope, event, incoming.sequence).await?;
     }
-    outcome.applied = creations.insert(&mut tx).await?;
+    outcome.applied += creations.insert(&mut tx).await?;
     outcome.skipped = batch.len() as u64 - outcome.applied - outcome.undecodable;
 
     if outcome.checkpoint > checkpoint {
@@ -118,6 +120,72 @@ pub(crate) async fn apply_batch(
     Ok(outcome)
 }
 
+/// Applies a rename, move or delete if the row is older than the event; returns 1 if it did.
+///
+/// A change whose point has no row (its creation was undecodable, or it is already deleted)
+/// changes nothing; the version guard makes a redelivered change a no-op too.
+async fn apply_change(
+    tx: &mut Transaction<'_, Postgres>,
+    envelope: &EventEnvelope,
+    event: &PointEvent,
+    sequence: u64,
+) -> Result<u64, sqlx::Error> {
+    let id = envelope.aggregate_id;
+    let version = envelope.aggregate_version as i64;
+    let at = envelope.occurred_at;
+    let result = match event {
+        PointEvent::Created(_) => return Ok(0),
+        PointEvent::Renamed(renamed) => {
+            sqlx::query(
+                "UPDATE points SET name = $2, version = $3, last_seq = $4, updated_at = $5
+                 WHERE id = $1 AND version < $3",
+            )
+            .bind(id)
+            .bind(renamed.name.as_str())
+            .bind(version)
+            .bind(sequence as i64)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?
+        }
+        PointEvent::Moved(moved) => {
+            sqlx::query(
+                "UPDATE points SET geom = ST_SetSRID(ST_MakePoint($2, $3), 4326), version = $4,
+                        last_seq = $5, updated_at = $6
+                 WHERE id = $1 AND version < $4",
+            )
+            .bind(id)
+            .bind(moved.longitude.degrees())
+            .bind(moved.latitude.degrees())
+            .bind(version)
+            .bind(sequence as i64)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?
+        }
+        PointEvent::Deleted => {
+            sqlx::query(
+                "INSERT INTO point_tombstones (id, version, deleted_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(version)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("DELETE FROM points WHERE id = $1 AND version < $2")
+                .bind(id)
+                .bind(version)
+                .execute(&mut **tx)
+                .await?
+        }
+    };
+    if result.rows_affected() == 0 {
+        tracing::debug!(point.id = %id, event.version = version, "change already applied or point absent");
+    }
+    Ok(result.rows_affected())
+}
+
 /// New points of a batch, inserted with one statement: one round trip per batch rather than
 /// per event.
 #[derive(Default)]
@@ -126,52 +194,47 @@ struct Creations {
     names: Vec<String>,
     longitudes: Vec<f64>,
     latitudes: Vec<f64>,
+    properties: Vec<String>,
     versions: Vec<i64>,
     sequences: Vec<i64>,
     times: Vec<DateTime<Utc>>,
 }
 
 impl Creations {
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one column each, pushed side by side"
-    )]
-    fn push(
-        &mut self,
-        id: Uuid,
-        name: &str,
-        longitude: f64,
-        latitude: f64,
-        version: u64,
-        sequence: u64,
-        at: DateTime<Utc>,
-    ) {
-        self.ids.push(id);
-        self.names.push(name.to_owned());
-        self.longitudes.push(longitude);
-        self.latitudes.push(latitude);
-        self.versions.push(version as i64);
+    fn push(&mut self, envelope: &EventEnvelope, created: &PointCreated, sequence: u64) {
+        self.ids.push(envelope.aggregate_id);
+        self.names.push(created.name.as_str().to_owned());
+        self.longitudes.push(created.longitude.degrees());
+        self.latitudes.push(created.latitude.degrees());
+        self.properties
+            .push(serde_json::Value::Object(created.properties.clone()).to_string());
+        self.versions.push(envelope.aggregate_version as i64);
         self.sequences.push(sequence as i64);
-        self.times.push(at);
+        self.times.push(envelope.occurred_at);
     }
 
     /// Inserts the points; a point that already exists (a redelivered or re-published
-    /// creation) is left as it is. Returns how many rows were new.
+    /// creation) or was deleted is left as it is. Returns how many rows were new.
     async fn insert(self, tx: &mut Transaction<'_, Postgres>) -> Result<u64, sqlx::Error> {
         if self.ids.is_empty() {
             return Ok(0);
         }
         let result = sqlx::query(
-            "INSERT INTO points (id, name, geom, version, last_seq, created_at, updated_at)
-             SELECT id, name, ST_SetSRID(ST_MakePoint(lon, lat), 4326), version, seq, at, at
-             FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::float8[], $5::int8[],
-                         $6::int8[], $7::timestamptz[]) AS t(id, name, lon, lat, version, seq, at)
+            "INSERT INTO points
+                 (id, name, geom, properties, version, last_seq, created_at, updated_at)
+             SELECT id, name, ST_SetSRID(ST_MakePoint(lon, lat), 4326), props::jsonb, version,
+                    seq, at, at
+             FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::float8[], $5::text[],
+                         $6::int8[], $7::int8[], $8::timestamptz[])
+                  AS t(id, name, lon, lat, props, version, seq, at)
+             WHERE NOT EXISTS (SELECT 1 FROM point_tombstones d WHERE d.id = t.id)
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&self.ids)
         .bind(&self.names)
         .bind(&self.longitudes)
         .bind(&self.latitudes)
+        .bind(&self.properties)
         .bind(&self.versions)
         .bind(&self.sequences)
         .bind(&self.times)

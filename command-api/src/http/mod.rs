@@ -1,5 +1,7 @@
 //! HTTP routing and the layers every request passes through.
 
+mod batch;
+mod extract;
 mod points;
 mod request_id;
 mod status;

@@ -6,6 +6,7 @@ mod helpers;
 
 mod bad_input;
 mod idempotency;
+mod lifecycle;
 mod nats_outage;
 mod projection;
 mod reads;
