@@ -33,6 +33,9 @@ pub(crate) enum ApiError {
     /// `If-Match` named a version that is no longer the current one.
     #[error("precondition failed")]
     PreconditionFailed { current: u64 },
+    /// The same `Idempotency-Key` is being used by a request still in flight.
+    #[error("request with this idempotency key in progress")]
+    InProgress,
     /// Other writers kept changing the point; the client may retry.
     #[error("too much contention on one point")]
     Contended,
@@ -87,6 +90,13 @@ impl IntoResponse for ApiError {
                 "the current version is \"{current}\"; read it and decide again"
             ))
             .extension("current_etag", format!("\"{current}\"")),
+            Self::InProgress => Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency-key-in-progress",
+                "A request with this Idempotency-Key is still being processed",
+            )
+            .detail("retry shortly to get its result")
+            .retry_after(1),
             Self::Contended => Problem::new(
                 StatusCode::CONFLICT,
                 "contended",

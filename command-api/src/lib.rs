@@ -4,6 +4,7 @@
 
 mod error;
 mod http;
+mod idempotency;
 mod publish;
 
 use std::future::Future;
@@ -34,6 +35,9 @@ pub struct Config {
     /// How long to wait for JetStream to acknowledge an event before answering 503, in ms.
     #[arg(long, env = "GEOLEDGER_ACK_TIMEOUT_MS", default_value_t = 3000)]
     pub ack_timeout_ms: u64,
+    /// How long an `Idempotency-Key` of `POST /point` keeps its first result, in seconds.
+    #[arg(long, env = "GEOLEDGER_IDEMPOTENCY_TTL_SECS", default_value_t = 24 * 60 * 60)]
+    pub idempotency_ttl_secs: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "GEOLEDGER_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,
@@ -49,6 +53,7 @@ impl Config {
             listen,
             log_format: LogFormat::Text,
             ack_timeout_ms: 3000,
+            idempotency_ttl_secs: 24 * 60 * 60,
             body_limit: 64 * 1024,
         }
     }
@@ -65,8 +70,12 @@ impl App {
     /// Binds the listener and starts connecting to NATS. NATS being down does not stop the
     /// service from starting: `/status` reports 503 and writes answer 503 until it is up.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let publisher =
-            Publisher::connect(&config.nats, Duration::from_millis(config.ack_timeout_ms)).await?;
+        let publisher = Publisher::connect(
+            &config.nats,
+            Duration::from_millis(config.ack_timeout_ms),
+            Duration::from_secs(config.idempotency_ttl_secs),
+        )
+        .await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;

@@ -15,6 +15,8 @@ use geoledger_common::config::NatsConfig;
 use geoledger_common::event::EventEnvelope;
 use geoledger_common::stream::StreamSpec;
 
+use crate::idempotency::IdempotencyStore;
+
 /// Header naming the event type, so tools can filter without decoding payloads.
 const EVENT_TYPE_HEADER: &str = "Geoledger-Event-Type";
 
@@ -80,6 +82,8 @@ pub struct Publisher {
     js: jetstream::Context,
     spec: StreamSpec,
     stream_ready: Arc<AtomicBool>,
+    /// Claims of `Idempotency-Key`s, kept longer than the stream's duplicate window.
+    pub(crate) idempotency: IdempotencyStore,
 }
 
 impl Publisher {
@@ -88,7 +92,11 @@ impl Publisher {
     ///
     /// # Errors
     /// Only when the NATS URL cannot be parsed; an unreachable server is retried.
-    pub async fn connect(config: &NatsConfig, ack_timeout: Duration) -> anyhow::Result<Self> {
+    pub async fn connect(
+        config: &NatsConfig,
+        ack_timeout: Duration,
+        idempotency_ttl: Duration,
+    ) -> anyhow::Result<Self> {
         let client = async_nats::ConnectOptions::new()
             .name("geoledger-command-api")
             .retry_on_initial_connect()
@@ -107,6 +115,7 @@ impl Publisher {
             js,
             spec: config.stream_spec(),
             stream_ready: Arc::new(AtomicBool::new(false)),
+            idempotency: IdempotencyStore::new(&config.stream, idempotency_ttl),
         };
         tokio::spawn(publisher.clone().declare_stream());
         Ok(publisher)
@@ -121,7 +130,16 @@ impl Publisher {
     async fn declare_stream(self) {
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.spec.ensure(&self.js).await {
+            let declared = match self.spec.ensure(&self.js).await {
+                Ok(info) => self
+                    .idempotency
+                    .declare(&self.js)
+                    .await
+                    .map(|()| info)
+                    .map_err(|e| e.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            match declared {
                 Ok(info) => {
                     tracing::info!(
                         nats.stream = %info.config.name,
@@ -334,7 +352,7 @@ impl Publisher {
         if self.client.connection_state() != State::Connected {
             return Err("not connected to NATS".to_owned());
         }
-        if !self.stream_ready.load(Ordering::Acquire) {
+        if !self.stream_ready.load(Ordering::Acquire) || !self.idempotency.is_ready() {
             return Err("the event stream is not declared yet".to_owned());
         }
         match tokio::time::timeout(STATUS_TIMEOUT, self.js.get_stream(&self.spec.name)).await {

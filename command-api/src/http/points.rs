@@ -23,6 +23,7 @@ use geoledger_common::point::{NewPoint, NewPointError, PointPatch};
 
 use crate::error::ApiError;
 use crate::http::extract::{JsonBody, etag, idempotency_key, if_match, metadata};
+use crate::idempotency::{Claim, Claimed, StoreUnavailable};
 use crate::publish::{PublishFailure, Published, Publisher, ReadFailure};
 
 /// Response header telling a client its retry was answered from the first attempt.
@@ -89,50 +90,143 @@ async fn create_point(
     let point = NewPoint::from_json(&body).map_err(validation)?;
     let envelope =
         EventEnvelope::point_created(Uuid::now_v7(), &point, metadata(&headers, key.as_deref()));
-    let message_id = key.as_deref().map_or_else(
-        || envelope.event_id.to_string(),
-        |key| format!("idempotency:{key}"),
-    );
+    let (accepted, replayed) = match key.as_deref() {
+        None => {
+            let message_id = envelope.event_id.to_string();
+            (
+                publish_creation(&publisher, &envelope, &message_id).await?,
+                false,
+            )
+        }
+        Some(key) => create_once(&publisher, envelope, key).await?,
+    };
+    record(&accepted);
+    Ok(accepted.into_response(replayed))
+}
 
+/// Creates the point unless `key` was used before, in which case the first result is
+/// returned (or a 422 if the first use was a different write).
+///
+/// The key is claimed in the idempotency bucket before publishing, so it holds beyond the
+/// stream's duplicate window; the message id still carries the key, so a publish retried
+/// within the window is also dropped by JetStream itself.
+async fn create_once(
+    publisher: &Publisher,
+    mut envelope: EventEnvelope,
+    key: &str,
+) -> Result<(Accepted, bool), ApiError> {
+    let store = &publisher.idempotency;
+    let message_id = format!("idempotency:{key}");
+    let mut claim = Claim {
+        point_id: envelope.aggregate_id,
+        event_type: envelope.event_type.clone(),
+        data: envelope.data.clone(),
+        sequence: None,
+        claimed_at: Utc::now(),
+    };
+    let revision = match store.claim(key, &claim).await.map_err(store_unavailable)? {
+        Claimed::New(revision) => revision,
+        Claimed::Existing(first, revision) => {
+            // The key promises the same outcome for the same request, not for any request.
+            if first.event_type != claim.event_type || first.data != claim.data {
+                return Err(ApiError::IdempotencyKeyReused);
+            }
+            if let Some(sequence) = first.sequence {
+                return Ok((
+                    Accepted {
+                        id: first.point_id,
+                        sequence,
+                        version: 1,
+                    },
+                    true,
+                ));
+            }
+            if !first.is_stale() {
+                return Err(ApiError::InProgress);
+            }
+            // The first request died after claiming. Its event may have been stored all the
+            // same; otherwise this request writes it, under the point id already promised.
+            if let Some((sequence, _)) = publisher
+                .last_event(first.point_id)
+                .await
+                .map_err(read_failure)?
+            {
+                let done = Claim {
+                    sequence: Some(sequence),
+                    ..first.clone()
+                };
+                let _ = store.update(key, &done, revision).await;
+                return Ok((
+                    Accepted {
+                        id: first.point_id,
+                        sequence,
+                        version: 1,
+                    },
+                    true,
+                ));
+            }
+            envelope.aggregate_id = first.point_id;
+            claim.point_id = first.point_id;
+            store
+                .update(key, &claim, revision)
+                .await
+                .map_err(|_| ApiError::InProgress)?
+        }
+    };
+
+    let accepted = match publish_creation(publisher, &envelope, &message_id).await {
+        Ok(accepted) => accepted,
+        Err(error) => {
+            store.release(key).await;
+            return Err(error);
+        }
+    };
+    claim.sequence = Some(accepted.sequence);
+    if let Err(error) = store.update(key, &claim, revision).await {
+        // The event is stored; only a retry after the duplicate window would miss it, and
+        // the stale-claim path finds the event on the point's subject then.
+        tracing::warn!(error.message = %error, "idempotency claim not completed");
+    }
+    Ok((accepted, false))
+}
+
+/// Publishes a creation; a duplicate (same message id within the window) answers with the
+/// first event's id.
+async fn publish_creation(
+    publisher: &Publisher,
+    envelope: &EventEnvelope,
+    message_id: &str,
+) -> Result<Accepted, ApiError> {
     let outcome = publisher
         .publish(
-            &envelope,
-            &message_id,
+            envelope,
+            message_id,
             envelope.metadata.traceparent.as_deref(),
             None,
         )
         .await
         .map_err(|failure| unavailable(&failure))?;
-    let (accepted, replayed) = match outcome {
-        Published::Stored { sequence } => (
-            Accepted {
-                id: envelope.aggregate_id,
-                sequence,
-                version: envelope.aggregate_version,
-            },
-            false,
-        ),
+    match outcome {
+        Published::Stored { sequence } => Ok(Accepted {
+            id: envelope.aggregate_id,
+            sequence,
+            version: envelope.aggregate_version,
+        }),
         Published::Duplicate { sequence } => {
             let first = publisher
                 .stored_event(sequence)
                 .await
                 .map_err(ApiError::Internal)?;
-            // The key promises the same outcome for the same request, not for any request.
             if first.event_type != envelope.event_type || first.data != envelope.data {
                 return Err(ApiError::IdempotencyKeyReused);
             }
-            (
-                Accepted {
-                    id: first.aggregate_id,
-                    sequence,
-                    version: first.aggregate_version,
-                },
-                true,
-            )
+            Ok(Accepted {
+                id: first.aggregate_id,
+                sequence,
+                version: first.aggregate_version,
+            })
         }
-    };
-    record(&accepted);
-    Ok(accepted.into_response(replayed))
+    }
 }
 
 #[tracing::instrument(skip_all, fields(point.id, nats.stream_seq))]
@@ -343,6 +437,12 @@ pub(super) fn validation(error: NewPointError) -> ApiError {
 pub(super) fn unavailable(failure: &PublishFailure) -> ApiError {
     tracing::warn!(error.message = %failure, "write not stored");
     ApiError::Unavailable(failure.to_string())
+}
+
+fn store_unavailable(error: StoreUnavailable) -> ApiError {
+    let error = error.0;
+    tracing::warn!(error.message = %error, "idempotency store unavailable");
+    ApiError::Unavailable(error)
 }
 
 fn read_failure(failure: ReadFailure) -> ApiError {

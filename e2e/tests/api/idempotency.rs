@@ -1,8 +1,10 @@
 //! `Idempotency-Key` makes a retried write safe.
 
+use std::time::Duration;
+
 use serde_json::json;
 
-use crate::helpers::{Accepted, spawn_app};
+use crate::helpers::{Accepted, Options, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_retry_with_the_same_key_returns_the_same_point_and_stores_one_event() {
@@ -69,4 +71,57 @@ async fn writes_without_a_key_are_distinct_points() {
     let b: Accepted = app.post_point(&body).await.json().await.unwrap();
     assert_ne!(a.id, b.id, "two places may share a name and coordinates");
     assert_eq!(app.stream_messages().await, 2);
+}
+
+#[tokio::test]
+async fn a_retry_after_the_duplicate_window_still_gets_the_original_point() {
+    let app = spawn_app_with(Options {
+        duplicate_window_secs: Some(1),
+        ..Options::default()
+    })
+    .await;
+    let body = json!({"longitude": -149.5585, "latitude": -17.53733, "name": "Papeete"});
+    let post = || {
+        app.http
+            .post(app.command.url("/point"))
+            .header("idempotency-key", "retry-after-the-window")
+            .json(&body)
+            .send()
+    };
+    let first: Accepted = post().await.unwrap().json().await.unwrap();
+    // Past the window JetStream alone would store the retry as a new event.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let retry = post().await.unwrap();
+    assert_eq!(retry.status(), 202);
+    assert!(retry.headers().contains_key("idempotent-replayed"));
+    let retry: Accepted = retry.json().await.unwrap();
+    assert_eq!((retry.id, retry.sequence), (first.id, first.sequence));
+    assert_eq!(app.stream_messages().await, 1, "nothing new was stored");
+}
+
+#[tokio::test]
+async fn many_concurrent_requests_with_one_key_store_one_point() {
+    let app = spawn_app().await;
+    let body = json!({"longitude": 139.69171, "latitude": 35.6895, "name": "Tokyo"});
+    let answers = futures::future::join_all((0..20).map(|_| {
+        app.http
+            .post(app.command.url("/point"))
+            .header("idempotency-key", "tokyo-once")
+            .json(&body)
+            .send()
+    }))
+    .await;
+    let mut ids = std::collections::HashSet::new();
+    for answer in answers {
+        let answer = answer.unwrap();
+        match answer.status().as_u16() {
+            202 => {
+                ids.insert(answer.json::<Accepted>().await.unwrap().id);
+            }
+            409 => assert!(answer.headers().contains_key("retry-after")),
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(ids.len(), 1, "every accepted answer names the same point");
+    assert_eq!(app.stream_messages().await, 1);
 }
