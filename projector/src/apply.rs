@@ -6,14 +6,29 @@ use uuid::Uuid;
 
 use geoledger_common::event::{EventEnvelope, PointCreated, PointEvent};
 
+use crate::dead_letter::{self, DeadLetters};
+
 /// The checkpoint row this projector owns.
 pub const PROJECTION: &str = "points";
 
-/// One message of a batch: its stream sequence and what could be made of its payload.
+/// One message of a batch: where it was, what it held and what could be made of it.
 #[derive(Debug)]
 pub(crate) struct Incoming {
     pub(crate) sequence: u64,
+    pub(crate) subject: String,
+    /// The point the subject names, even when the payload is unreadable.
+    pub(crate) point_id: Option<Uuid>,
+    pub(crate) payload: bytes::Bytes,
     pub(crate) event: Result<(EventEnvelope, PointEvent), String>,
+}
+
+/// Why a batch was not committed; it is retried as a whole.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApplyError {
+    #[error("the read model could not be written")]
+    Database(#[from] sqlx::Error),
+    #[error("a dead letter could not be stored")]
+    DeadLetter(#[source] anyhow::Error),
 }
 
 /// What a batch did.
@@ -27,6 +42,8 @@ pub(crate) struct BatchOutcome {
     pub(crate) skipped: u64,
     /// Messages that are not events this build understands.
     pub(crate) undecodable: u64,
+    /// Messages sent to the dead-letter stream (undecodable ones and those parked behind).
+    pub(crate) dead_lettered: u64,
 }
 
 /// The stream sequence the projection has reached (0 before the first event).
@@ -45,7 +62,7 @@ pub async fn read_checkpoint(pool: &PgPool) -> Result<u64, sqlx::Error> {
 /// Empties the read model and rewinds the checkpoint, atomically.
 pub(crate) async fn reset(pool: &PgPool) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("TRUNCATE points, point_tombstones")
+    sqlx::query("TRUNCATE points, point_tombstones, parked_points")
         .execute(&mut *tx)
         .await?;
     sqlx::query(
@@ -64,24 +81,12 @@ pub(crate) async fn reset(pool: &PgPool) -> Result<(), sqlx::Error> {
 pub(crate) async fn apply_batch(
     pool: &PgPool,
     batch: &[Incoming],
-) -> Result<BatchOutcome, sqlx::Error> {
+    dead_letters: &DeadLetters,
+) -> Result<BatchOutcome, ApplyError> {
     let mut tx = pool.begin().await?;
-    // The row lock serialises batches against a concurrent `rebuild` and makes the read of
-    // the checkpoint and its update one step.
-    sqlx::query(
-        "INSERT INTO projection_checkpoint (projection, last_seq) VALUES ($1, 0)
-         ON CONFLICT (projection) DO NOTHING",
-    )
-    .bind(PROJECTION)
-    .execute(&mut *tx)
-    .await?;
-    let checkpoint: i64 = sqlx::query_scalar(
-        "SELECT last_seq FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",
-    )
-    .bind(PROJECTION)
-    .fetch_one(&mut *tx)
-    .await?;
-    let checkpoint = checkpoint as u64;
+    let checkpoint = lock_checkpoint(&mut tx).await?;
+    let mut parked = dead_letter::parked_among(&mut tx, batch).await?;
+    let mut dead = Vec::new();
 
     let mut outcome = BatchOutcome {
         checkpoint,
@@ -90,9 +95,24 @@ pub(crate) async fn apply_batch(
     let mut creations = Creations::default();
     for incoming in batch.iter().filter(|i| i.sequence > checkpoint) {
         outcome.checkpoint = outcome.checkpoint.max(incoming.sequence);
-        let Ok((envelope, event)) = &incoming.event else {
-            outcome.undecodable += 1;
+        if incoming.point_id.is_some_and(|id| parked.contains(&id)) {
+            dead.push((
+                incoming,
+                "parked behind an earlier dead letter of this point".to_owned(),
+            ));
             continue;
+        }
+        let (envelope, event) = match &incoming.event {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                outcome.undecodable += 1;
+                if let Some(id) = incoming.point_id {
+                    dead_letter::park(&mut tx, id, incoming.sequence, reason).await?;
+                    parked.insert(id);
+                }
+                dead.push((incoming, reason.clone()));
+                continue;
+            }
         };
         if let PointEvent::Created(created) = event {
             creations.push(envelope, created, incoming.sequence);
@@ -104,7 +124,8 @@ pub(crate) async fn apply_batch(
         outcome.applied += apply_change(&mut tx, envelope, event, incoming.sequence).await?;
     }
     outcome.applied += creations.insert(&mut tx).await?;
-    outcome.skipped = batch.len() as u64 - outcome.applied - outcome.undecodable;
+    outcome.dead_lettered = dead.len() as u64;
+    outcome.skipped = batch.len() as u64 - outcome.applied - outcome.dead_lettered;
 
     if outcome.checkpoint > checkpoint {
         sqlx::query(
@@ -116,8 +137,53 @@ pub(crate) async fn apply_batch(
         .execute(&mut *tx)
         .await?;
     }
+    // Dead letters are stored before the commit: if storing fails the batch is retried,
+    // and if the commit fails after, their message ids keep the retry from storing twice.
+    for (incoming, reason) in dead {
+        dead_letters
+            .send(incoming, &reason)
+            .await
+            .map_err(ApplyError::DeadLetter)?;
+    }
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Takes the checkpoint row's lock for the transaction and returns the checkpoint. The lock
+/// serialises batches against `rebuild` and `redrive`, and makes the read of the checkpoint
+/// and its update one step.
+pub(crate) async fn lock_checkpoint(
+    tx: &mut Transaction<'_, Postgres>,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoint (projection, last_seq) VALUES ($1, 0)
+         ON CONFLICT (projection) DO NOTHING",
+    )
+    .bind(PROJECTION)
+    .execute(&mut **tx)
+    .await?;
+    let checkpoint: i64 = sqlx::query_scalar(
+        "SELECT last_seq FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",
+    )
+    .bind(PROJECTION)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(checkpoint as u64)
+}
+
+/// Applies one event on its own (a re-driven dead letter); returns 1 if it changed a row.
+pub(crate) async fn apply_one(
+    tx: &mut Transaction<'_, Postgres>,
+    envelope: &EventEnvelope,
+    event: &PointEvent,
+    sequence: u64,
+) -> Result<u64, sqlx::Error> {
+    if let PointEvent::Created(created) = event {
+        let mut creation = Creations::default();
+        creation.push(envelope, created, sequence);
+        return creation.insert(tx).await;
+    }
+    apply_change(tx, envelope, event, sequence).await
 }
 
 /// Applies a rename, move or delete if the row is older than the event; returns 1 if it did.

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
-use async_nats::jetstream::{self, AckKind, Message};
+use async_nats::jetstream::{self, Message};
 use futures::StreamExt as _;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -14,6 +14,7 @@ use geoledger_common::event::EventEnvelope;
 use geoledger_common::stream::StreamSpec;
 
 use crate::apply::{self, BatchOutcome, Incoming};
+use crate::dead_letter::DeadLetters;
 
 /// How long one pull waits for messages before returning what it has.
 const FETCH_EXPIRES: Duration = Duration::from_secs(1);
@@ -32,8 +33,10 @@ pub struct Progress {
     pub checkpoint: AtomicU64,
     /// Events applied by this process.
     pub applied: AtomicU64,
-    /// Messages that were not decodable events, passed over and logged.
+    /// Messages that were not decodable events.
     pub undecodable: AtomicU64,
+    /// Messages sent to the dead-letter stream.
+    pub dead_lettered: AtomicU64,
 }
 
 pub(crate) struct Worker {
@@ -88,6 +91,7 @@ impl Worker {
             .await
             .context("reading the checkpoint")?;
         self.spec.ensure(js).await.context("declaring the stream")?;
+        self.dead_letters(js).ensure().await?;
         let stream = js
             .get_stream_no_info(&self.spec.name)
             .await
@@ -138,12 +142,17 @@ impl Worker {
         Ok(consumer)
     }
 
+    fn dead_letters(&self, js: &jetstream::Context) -> DeadLetters {
+        DeadLetters::new(js.clone(), self.spec.clone())
+    }
+
     /// Pulls and applies batches until told to stop or until NATS fails.
     async fn consume(
         &self,
         consumer: &PullConsumer,
         stop: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        let dead_letters = self.dead_letters(&jetstream::new(self.client.clone()));
         while !*stop.borrow() {
             let mut batch = consumer
                 .fetch()
@@ -161,7 +170,7 @@ impl Worker {
             let incoming: Vec<Incoming> = messages.iter().map(decode).collect::<Result<_, _>>()?;
             // Once pulled, a batch is applied even if a stop arrives meanwhile: finishing it
             // is what a graceful stop means.
-            let applied = self.apply_until_done(&incoming).await;
+            let applied = self.apply_until_done(&incoming, &dead_letters).await;
             self.record(&applied);
             acknowledge(&messages, &incoming).await;
         }
@@ -170,10 +179,14 @@ impl Worker {
 
     /// Retries the batch's transaction until it commits: a database outage delays the
     /// projection but never drops an event.
-    async fn apply_until_done(&self, incoming: &[Incoming]) -> BatchOutcome {
+    async fn apply_until_done(
+        &self,
+        incoming: &[Incoming],
+        dead_letters: &DeadLetters,
+    ) -> BatchOutcome {
         let mut delay = Duration::from_millis(100);
         loop {
-            match apply::apply_batch(&self.pool, incoming).await {
+            match apply::apply_batch(&self.pool, incoming, dead_letters).await {
                 Ok(applied) => return applied,
                 Err(error) => {
                     tracing::warn!(
@@ -198,6 +211,9 @@ impl Worker {
         self.progress
             .undecodable
             .fetch_add(applied.undecodable, Ordering::Relaxed);
+        self.progress
+            .dead_lettered
+            .fetch_add(applied.dead_lettered, Ordering::Relaxed);
         tracing::debug!(
             checkpoint = applied.checkpoint,
             applied = applied.applied,
@@ -218,28 +234,30 @@ fn decode(message: &Message) -> anyhow::Result<Incoming> {
                 nats.subject = %message.subject,
                 nats.stream_seq = info.stream_sequence,
                 error.message = %error,
-                "undecodable message passed over"
+                "undecodable message; it goes to the dead-letter stream"
             );
             error.to_string()
         });
+    let point_id = message
+        .subject
+        .rsplit('.')
+        .next()
+        .and_then(|tail| tail.parse().ok());
     Ok(Incoming {
         sequence: info.stream_sequence,
+        subject: message.subject.to_string(),
+        point_id,
+        payload: message.payload.clone(),
         event,
     })
 }
 
-/// Acknowledges a committed batch. A lost ack only causes a redelivery, which the checkpoint
-/// turns into a no-op, so failures here are logged and not retried.
+/// Acknowledges a committed batch (dead letters included: they are stored in their own
+/// stream by then). A lost ack only causes a redelivery, which the checkpoint turns into a
+/// no-op, so failures here are logged and not retried.
 async fn acknowledge(messages: &[Message], incoming: &[Incoming]) {
     for (message, incoming) in messages.iter().zip(incoming) {
-        // TODO: park undecodable messages in a dead-letter stream instead of terminating
-        // them; until then they stay in the stream, visible only through the error log.
-        let kind = if incoming.event.is_ok() {
-            AckKind::Ack
-        } else {
-            AckKind::Term
-        };
-        if let Err(error) = message.ack_with(kind).await {
+        if let Err(error) = message.ack().await {
             tracing::warn!(
                 nats.stream_seq = incoming.sequence,
                 error.message = %error,

@@ -13,6 +13,7 @@
 
 mod apply;
 mod consume;
+mod dead_letter;
 mod status;
 
 use std::future::Future;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use async_nats::jetstream;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
@@ -30,6 +32,7 @@ use geoledger_common::telemetry::LogFormat;
 
 pub use crate::apply::{PROJECTION, read_checkpoint};
 pub use crate::consume::Progress;
+pub use crate::dead_letter::DeadLetter;
 
 /// Everything the projector can be told, from flags or `GEOLEDGER_*` variables.
 #[derive(Debug, Clone, clap::Parser)]
@@ -70,6 +73,16 @@ pub enum Command {
     /// Empty the read model and its checkpoint, then run: every event is replayed from the
     /// start of the stream. Stop any running projector first.
     Rebuild,
+    /// Print the dead letters, one JSON object a line, oldest first.
+    DeadLetters,
+    /// Apply a parked point's dead letters in order and unpark it.
+    Redrive {
+        /// The parked point.
+        point: uuid::Uuid,
+        /// Skip dead letters that still do not decode instead of refusing.
+        #[arg(long)]
+        skip_undecodable: bool,
+    },
 }
 
 impl Config {
@@ -136,6 +149,41 @@ pub async fn reset_projection(config: &Config) -> anyhow::Result<()> {
         "projection reset; replaying from the first event"
     );
     Ok(())
+}
+
+async fn dead_letter_handle(config: &Config) -> anyhow::Result<dead_letter::DeadLetters> {
+    let client = async_nats::connect(config.nats.url.as_str())
+        .await
+        .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
+    let letters = dead_letter::DeadLetters::new(jetstream::new(client), config.nats.stream_spec());
+    letters.ensure().await?;
+    Ok(letters)
+}
+
+/// The dead letters of the configured stream, oldest first.
+///
+/// # Errors
+/// When NATS is unreachable.
+pub async fn dead_letters(config: &Config) -> anyhow::Result<Vec<DeadLetter>> {
+    dead_letter_handle(config).await?.list(None).await
+}
+
+/// The `redrive` command: applies a parked point's dead letters in stream order and unparks
+/// it. Returns how many events changed the read model.
+///
+/// # Errors
+/// When a dead letter still does not decode (unless `skip_undecodable`), or NATS or
+/// PostgreSQL fails; nothing is applied then.
+pub async fn redrive(
+    config: &Config,
+    point: uuid::Uuid,
+    skip_undecodable: bool,
+) -> anyhow::Result<u64> {
+    let pool = pool(&config.database)?;
+    dead_letter_handle(config)
+        .await?
+        .redrive(&pool, point, skip_undecodable)
+        .await
 }
 
 /// A projector bound to its status port.

@@ -1,3 +1,8 @@
+#![expect(
+    clippy::print_stdout,
+    reason = "the dead-letters command prints its listing"
+)]
+
 use clap::Parser;
 
 use geoledger_common::{shutdown, telemetry};
@@ -10,6 +15,20 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(config = ?config, "starting projector");
     match config.command {
         Some(Command::Migrate) => projector::migrate_only(&config).await,
+        Some(Command::DeadLetters) => {
+            for letter in projector::dead_letters(&config).await? {
+                println!("{}", serde_json::to_string(&letter)?);
+            }
+            Ok(())
+        }
+        Some(Command::Redrive {
+            point,
+            skip_undecodable,
+        }) => {
+            let applied = projector::redrive(&config, point, skip_undecodable).await?;
+            tracing::info!(point.id = %point, applied, "point re-driven and unparked");
+            Ok(())
+        }
         Some(Command::Rebuild) => {
             projector::reset_projection(&config).await?;
             App::build(config)

@@ -41,6 +41,7 @@ struct StatusBody {
     consumer: String,
     applied_events: u64,
     undecodable_events: u64,
+    dead_lettered_events: u64,
 }
 
 pub(crate) fn router(state: StatusState) -> Router {
@@ -84,6 +85,7 @@ async fn get_status(State(state): State<StatusState>) -> Response {
         consumer: state.consumer.clone(),
         applied_events: state.progress.applied.load(Ordering::Relaxed),
         undecodable_events: state.progress.undecodable.load(Ordering::Relaxed),
+        dead_lettered_events: state.progress.dead_lettered.load(Ordering::Relaxed),
     })
     .into_response()
 }

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod bad_input;
+mod dead_letters;
 mod idempotency;
 mod lifecycle;
 mod nats_outage;

@@ -1,0 +1,139 @@
+//! A message the projector cannot read goes to the dead-letter stream without stalling other
+//! points; later events of its point are parked behind it, in order, until re-driven.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use geoledger_common::config::DatabaseConfig;
+use geoledger_common::event::{EventEnvelope, Metadata};
+use geoledger_common::point::NewPoint;
+
+use crate::helpers::{TestApp, spawn_app};
+
+async fn publish_raw(app: &TestApp, point: Uuid, payload: Vec<u8>) -> u64 {
+    let subject = app.spec().subject_for(point);
+    let ack = app
+        .js
+        .publish(subject, payload.into())
+        .await
+        .expect("NATS takes the message");
+    ack.await.expect("JetStream stores the message").sequence
+}
+
+fn creation(point: Uuid, name: &str) -> Vec<u8> {
+    let body = json!({"longitude": 10.75, "latitude": 59.91, "name": name}).to_string();
+    let point_data = NewPoint::from_json(body.as_bytes()).expect("a valid point");
+    EventEnvelope::point_created(point, &point_data, Metadata::default()).to_vec()
+}
+
+fn projector_config(app: &TestApp) -> projector::Config {
+    let database = DatabaseConfig {
+        url: app.database_url.parse().expect("infallible"),
+        max_connections: 2,
+    };
+    projector::Config::new(
+        app.nats.clone(),
+        database,
+        "127.0.0.1:0".parse().expect("a literal address"),
+    )
+}
+
+async fn rows(app: &TestApp, id: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM points WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("the test database answers")
+}
+
+#[tokio::test]
+async fn garbage_is_dead_lettered_its_point_parked_and_other_points_carry_on() {
+    let app = spawn_app().await;
+    let poisoned = Uuid::now_v7();
+    let healthy = Uuid::now_v7();
+
+    publish_raw(&app, poisoned, b"{\"this is\": not an event".to_vec()).await;
+    publish_raw(&app, healthy, creation(healthy, "Oslo")).await;
+    let last = publish_raw(&app, poisoned, creation(poisoned, "Bergen")).await;
+    app.wait_projected(last).await;
+
+    assert_eq!(
+        rows(&app, healthy).await,
+        1,
+        "another point's event is not blocked"
+    );
+    assert_eq!(
+        rows(&app, poisoned).await,
+        0,
+        "the later event of the point is parked"
+    );
+    let letters = projector::dead_letters(&projector_config(&app))
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 2);
+    assert!(
+        letters[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("not an event envelope"))
+    );
+    assert!(
+        letters[1]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("parked"))
+    );
+    assert_eq!(letters[0].original_sequence, Some(1));
+    let status: serde_json::Value = app
+        .http
+        .get(app.projector.url("/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["dead_lettered_events"], 2);
+
+    // Without permission to skip, the unreadable letter blocks the re-drive and nothing moves.
+    assert!(
+        projector::redrive(&projector_config(&app), poisoned, false)
+            .await
+            .is_err()
+    );
+    assert_eq!(rows(&app, poisoned).await, 0);
+
+    let applied = projector::redrive(&projector_config(&app), poisoned, true)
+        .await
+        .unwrap();
+    assert_eq!(applied, 1);
+    assert_eq!(
+        rows(&app, poisoned).await,
+        1,
+        "the parked creation is applied"
+    );
+    assert!(
+        projector::dead_letters(&projector_config(&app))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Unparked, the point's next events flow normally again.
+    let rename = EventEnvelope::new(
+        &geoledger_common::event::PointEvent::Renamed(geoledger_common::event::PointRenamed {
+            name: geoledger_common::point::PointName::parse("Bjørgvin").unwrap(),
+        }),
+        poisoned,
+        2,
+        Metadata::default(),
+    );
+    let last = publish_raw(&app, poisoned, rename.to_vec()).await;
+    app.wait_projected(last).await;
+    let name: String = sqlx::query_scalar("SELECT name FROM points WHERE id = $1")
+        .bind(poisoned)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(name, "Bjørgvin");
+}
