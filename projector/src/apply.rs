@@ -11,6 +11,9 @@ use crate::dead_letter::{self, DeadLetters};
 /// The checkpoint row this projector owns.
 pub const PROJECTION: &str = "points";
 
+/// `LISTEN` channel on which each committed checkpoint is announced, as decimal text.
+pub const CHECKPOINT_CHANNEL: &str = "geoledger_checkpoint";
+
 /// One message of a batch: where it was, what it held and what could be made of it.
 #[derive(Debug)]
 pub(crate) struct Incoming {
@@ -136,6 +139,13 @@ pub(crate) async fn apply_batch(
         .bind(outcome.checkpoint as i64)
         .execute(&mut *tx)
         .await?;
+        // Delivered only on commit, so a reader waiting for its write is woken exactly when
+        // the rows it waits for are visible.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHECKPOINT_CHANNEL)
+            .bind(outcome.checkpoint.to_string())
+            .execute(&mut *tx)
+            .await?;
     }
     // Dead letters are stored before the commit: if storing fails the batch is retried,
     // and if the commit fails after, their message ids keep the retry from storing twice.

@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use geoledger_common::config::{DatabaseConfig, NatsConfig};
 use geoledger_common::telemetry::LogFormat;
 
-pub use crate::apply::{PROJECTION, read_checkpoint};
+pub use crate::apply::{CHECKPOINT_CHANNEL, PROJECTION, read_checkpoint};
 pub use crate::consume::Progress;
 pub use crate::dead_letter::DeadLetter;
 

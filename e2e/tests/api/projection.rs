@@ -214,3 +214,36 @@ async fn events_written_while_the_database_refuses_connections_are_projected_aft
         .unwrap();
     assert_eq!(rows, 30);
 }
+
+#[tokio::test]
+async fn each_committed_checkpoint_is_announced_to_listeners() {
+    let app = spawn_app().await;
+    let mut listener = sqlx::postgres::PgListener::connect(&app.database_url)
+        .await
+        .unwrap();
+    listener
+        .listen(projector::CHECKPOINT_CHANNEL)
+        .await
+        .unwrap();
+    let accepted: Accepted = app
+        .post_point(
+            &serde_json::json!({"longitude": 24.93545, "latitude": 60.16952, "name": "Helsinki"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let notification = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("a notification arrives")
+        .unwrap();
+    let announced: u64 = notification.payload().parse().unwrap();
+    assert_eq!(announced, accepted.sequence);
+    // The announcement comes after the commit: the row is visible to the listener's reader.
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM points WHERE last_seq <= $1")
+        .bind(announced as i64)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+}
