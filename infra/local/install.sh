@@ -52,6 +52,30 @@ nats_version_ok() {
   [[ $("$NATS_SERVER_BIN" --version 2>/dev/null) == "nats-server: v$NATS_SERVER_VERSION" ]]
 }
 
+# After install_nats_server, which makes the venv.
+install_owslib() {
+  owslib_version_ok && return 0
+  say "installing $OWSLIB_PIP_SPEC into $LOCAL_DIR/venv"
+  "$LOCAL_DIR/venv/bin/pip" install --quiet --disable-pip-version-check --no-input \
+    "$OWSLIB_PIP_SPEC"
+}
+
+owslib_version_ok() {
+  [[ $("$LOCAL_DIR/venv/bin/python" -c 'import owslib; print(owslib.__version__)' 2>/dev/null) == "$OWSLIB_VERSION" ]]
+}
+
+# The clients the OGC API tests drive.
+check_ogc_clients() {
+  local gdal
+  gdal=$(ogrinfo --version 2>/dev/null | sed -n 's/^GDAL \([0-9]*\.[0-9]*\).*/\1/p')
+  [[ -n $gdal ]] || die "ogrinfo not found; is gdal-bin installed?"
+  if [[ $gdal != "$GDAL_SERIES" ]]; then
+    say "note: GDAL $gdal, the OGC API tests are checked with $GDAL_SERIES"
+  fi
+  owslib_version_ok || die "OWSLib $OWSLIB_VERSION is not installed in $LOCAL_DIR/venv"
+  say "ok: GDAL $gdal, OWSLib $OWSLIB_VERSION"
+}
+
 check_versions() {
   local pg haproxy_series control postgis
   pg=$("$PG_BINDIR/postgres" --version 2>/dev/null) ||
@@ -80,4 +104,6 @@ check_versions() {
 
 install_apt_packages
 install_nats_server
+install_owslib
 check_versions
+check_ogc_clients

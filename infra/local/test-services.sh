@@ -3,7 +3,7 @@
 # cluster and a nats-server with JetStream, both on loopback, with state under .local/test
 # that is wiped at every start so no run sees another's leftovers.
 #
-#   test-services.sh start|stop|status|env
+#   test-services.sh start|start-postgres|stop|status|env
 #
 # `env` prints the export lines the tests read (see .env.example).
 set -euo pipefail
@@ -41,6 +41,15 @@ start_all() {
   nats_start "$TEST_NATS_PORT" "$TEST_NATS_MONITOR_PORT" geoledger-test
 }
 
+# PostgreSQL alone, wiped like `start` does, for the read benchmark (loadtests/bench-reads.sh),
+# which runs this script with its own GEOLEDGER_TEST_STATE_DIR and port and needs no NATS.
+start_postgres() {
+  stop_all
+  rm -rf -- "$DATA_DIR" "$LOG_DIR"
+  use_state_dir "$STATE_DIR"
+  pg_start "$TEST_PG_PORT" "${TEST_PG_SETTINGS[@]}"
+}
+
 # An absolute path, whether or not the file exists (a missing data file is reported by the
 # tests that need it, not here).
 absolute() { realpath -m -- "$1"; }
@@ -55,7 +64,10 @@ print_env() {
     GEOLEDGER_TEST_HAPROXY "$HAPROXY_BIN" \
     GEOLEDGER_TEST_HAPROXY_CFG "$HAPROXY_CFG" \
     GEOLEDGER_SAMPLE_PLACES "$(absolute "$sample")" \
-    GEOLEDGER_PLACES "$(absolute "$all")"
+    GEOLEDGER_PLACES "$(absolute "$all")" \
+    GEOLEDGER_TEST_OGRINFO "${GEOLEDGER_TEST_OGRINFO:-$(command -v ogrinfo || printf ogrinfo)}" \
+    GEOLEDGER_TEST_OGR2OGR "${GEOLEDGER_TEST_OGR2OGR:-$(command -v ogr2ogr || printf ogr2ogr)}" \
+    GEOLEDGER_TEST_PYTHON "${GEOLEDGER_TEST_PYTHON:-$LOCAL_DIR/venv/bin/python}"
 }
 
 show_status() {
@@ -74,11 +86,12 @@ show_status() {
 
 case ${1:-} in
   start) start_all ;;
+  start-postgres) start_postgres ;;
   stop) stop_all ;;
   status) show_status ;;
   env) print_env ;;
   *)
-    printf 'usage: %s start|stop|status|env\n' "$0" >&2
+    printf 'usage: %s start|start-postgres|stop|status|env\n' "$0" >&2
     exit 2
     ;;
 esac

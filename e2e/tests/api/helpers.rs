@@ -598,3 +598,9 @@ fn copy_text(value: &str) -> String {
         .replace('\n', "\\n")
         .replace('\r', "\\r")
 }
+
+/// An outside client program a test drives (GDAL's tools, the venv's python): the path in
+/// `var`, which `make test` exports, or else `program` as found on PATH.
+pub(crate) fn client_program(var: &str, program: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| program.to_owned())
+}

@@ -9,6 +9,7 @@ mod dead_letters;
 mod idempotency;
 mod lifecycle;
 mod nats_outage;
+mod ogc;
 mod projection;
 mod reads;
 mod round_trip;

@@ -1,15 +1,20 @@
 //! HTTP routing, the layers every request passes through, and the extractors whose rejections
 //! are problem documents rather than axum's plain text.
 
+mod caching;
+mod media;
+mod ogc;
+mod openapi;
 mod points;
 mod status;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, MatchedPath};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, LINK};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LINK};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -34,7 +39,12 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone)]
 struct AppState {
     pool: PgPool,
+    /// The limits of `GET /points`; the OGC items have their own.
     limits: Limits,
+    /// The collection's extent, read at most every few seconds.
+    extent: ogc::ExtentCache,
+    /// `/api`, serialised once: it depends only on the build and the limits.
+    api_description: Arc<String>,
 }
 
 /// The whole service: routes, fallbacks and middleware, over `pool`. Tests drive it directly;
@@ -43,13 +53,24 @@ pub fn router(pool: PgPool, limits: Limits, request_timeout: Duration) -> Router
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::HEAD])
+        .allow_headers([IF_NONE_MATCH])
         .expose_headers([LINK, ETAG, REQUEST_ID]);
+    let api_description = serde_json::to_string(&openapi::document(limits))
+        .expect("an OpenAPI document of strings, numbers and maps serialises");
+    let state = AppState {
+        pool,
+        limits,
+        extent: ogc::ExtentCache::default(),
+        api_description: Arc::new(api_description),
+    };
     Router::new()
+        .merge(ogc::router())
+        .merge(openapi::router())
         .merge(points::router())
         .merge(status::router())
         .fallback(problem::route_not_found)
         .method_not_allowed_fallback(|| async { problem::method_not_allowed() })
-        .with_state(AppState { pool, limits })
+        .with_state(state)
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
         .layer(axum::middleware::map_response(bare_errors_as_problems))
         .layer(cors)
@@ -279,6 +300,42 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_problem(&headers, &body, "unavailable");
         assert!(headers.contains_key(RETRY_AFTER));
+    }
+
+    #[tokio::test]
+    async fn the_ogc_documents_that_need_no_data_are_served_without_a_database() {
+        for (uri, media_type) in [
+            ("/", "application/json"),
+            ("/conformance", "application/json"),
+            ("/api", "application/vnd.oai.openapi+json;version=3.0"),
+        ] {
+            let (status, headers, body) = send(Method::GET, uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            assert_eq!(headers[CONTENT_TYPE], media_type, "{uri}");
+            assert!(body.is_object(), "{uri}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_ogc_parameters_are_refused_before_the_database_is_asked() {
+        for (uri, field) in [
+            ("/collections/points/items?limit=0", "limit"),
+            ("/collections/points/items?limit=x", "limit"),
+            ("/collections/points/items?bbox=1,2,3", "bbox"),
+            ("/collections/points/items?datetime=now", "datetime"),
+            ("/collections/points/items?f=html", "f"),
+            ("/collections/points/items?sortby=name", "sortby"),
+            ("/collections/points?f=html", "f"),
+            ("/?limit=1", "limit"),
+        ] {
+            let (status, headers, body) = send(Method::GET, uri).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+            assert_problem(&headers, &body, "validation");
+            assert_eq!(body["errors"][0]["field"], field, "{uri}");
+        }
+        let (status, headers, body) = send(Method::GET, "/collections/roads/items").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_problem(&headers, &body, "not-found");
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -15,9 +16,9 @@ pub(super) fn router() -> Router<AppState> {
     Router::new().route("/status", get(get_status))
 }
 
-/// A healthy instance.
-#[derive(Debug, Serialize)]
-struct Status {
+/// A healthy query-api instance.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Status {
     status: &'static str,
     /// Stream sequence of the last event the projector applied; 0 before the first.
     checkpoint: i64,
@@ -32,6 +33,20 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const READ_CHECKPOINT: &str = "SELECT COALESCE(\
      (SELECT last_seq FROM projection_checkpoint WHERE projection = 'points'), 0)";
 
+/// Whether this instance can serve: 200 while the database answers, else 503.
+#[utoipa::path(
+    get,
+    path = "/status",
+    tag = "health",
+    operation_id = "getStatus",
+    responses(
+        (status = 200, description = "The instance can serve. query-api answers its \
+            checkpoint; command-api, on its own address, answers its stream. Through \
+            HAProxy, GET /status reaches a query-api instance.", body = Status),
+        (status = 503, description = "The database (query-api) or NATS (command-api) cannot \
+            be reached", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn get_status(State(state): State<AppState>) -> ApiResult<Json<Status>> {
     let probe = sqlx::query_scalar::<_, i64>(READ_CHECKPOINT).fetch_one(&state.pool);
     let checkpoint = tokio::time::timeout(PROBE_TIMEOUT, probe)

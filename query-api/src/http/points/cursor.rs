@@ -1,5 +1,5 @@
-//! The opaque `cursor` of `GET /points`: where the previous page ended, and a fingerprint of
-//! the filters it was issued for.
+//! The opaque `cursor` of a list of points (`GET /points`, the OGC items): where the previous
+//! page ended, and a fingerprint of the filters it was issued for.
 //!
 //! A cursor is lowercase hex over a small binary record, version 1:
 //!
@@ -28,7 +28,7 @@ const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Where a page ends, in the order the request asked for.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) enum Position {
+pub(crate) enum Position {
     /// Newest first: the next page holds the ids below this one.
     Newest { last_id: Uuid },
     /// Nearest first: the next page holds what sorts after `(distance, id)`.
@@ -46,13 +46,13 @@ impl Position {
 
 /// A position tied to the filters of the request that reached it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Cursor {
+pub(crate) struct Cursor {
     fingerprint: u64,
     position: Position,
 }
 
 impl Cursor {
-    pub(super) fn new(filters: &Filters, position: Position) -> Self {
+    pub(crate) fn new(filters: &Filters, position: Position) -> Self {
         Self {
             fingerprint: filters.fingerprint(),
             position,
@@ -60,7 +60,7 @@ impl Cursor {
     }
 
     /// The text that goes into the next link.
-    pub(super) fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let (order, last_id, last_distance) = match self.position {
             Position::Newest { last_id } => (NEWEST, last_id, None),
             Position::Nearest {
@@ -84,7 +84,7 @@ impl Cursor {
 
     /// Reads a cursor back. Everything a client could have garbled or invented is refused
     /// here; whether it fits the request is [`Cursor::position_for`]'s question.
-    pub(super) fn decode(raw: &str) -> Result<Self, &'static str> {
+    pub(crate) fn decode(raw: &str) -> Result<Self, &'static str> {
         const GARBLED: &str = "is not a cursor this service issued";
         let bytes = hex_decode(raw).ok_or(GARBLED)?;
         let (header, rest) = bytes.split_at_checked(HEADER_LEN).ok_or(GARBLED)?;
@@ -118,11 +118,11 @@ impl Cursor {
     /// The position, if the cursor was issued for exactly these filters. Resuming under other
     /// filters would neither skip nor repeat anything the client could rely on, so it is
     /// refused rather than guessed at.
-    pub(super) fn position_for(&self, filters: &Filters) -> Result<Position, &'static str> {
+    pub(crate) fn position_for(&self, filters: &Filters) -> Result<Position, &'static str> {
         if self.fingerprint == filters.fingerprint() && self.position.order() == filters.order() {
             Ok(self.position)
         } else {
-            Err("was issued for a different bbox, near or radius")
+            Err("was issued for another bbox, near, radius or datetime")
         }
     }
 }
@@ -161,6 +161,7 @@ mod tests {
                 Filters {
                     bbox: Some(bbox(-10.0, 35.0, 30.0, 60.0)),
                     near: None,
+                    updated: None,
                 },
                 Position::Newest { last_id: id() },
             ),
@@ -168,6 +169,7 @@ mod tests {
                 Filters {
                     bbox: None,
                     near: Some(near(2.3522, 48.8566, 50_000.0)),
+                    updated: None,
                 },
                 Position::Nearest {
                     last_distance: 404.488_304_24,
@@ -188,6 +190,7 @@ mod tests {
         let filters = Filters {
             bbox: None,
             near: Some(near(0.0, 0.0, 1.0)),
+            updated: None,
         };
         let distance = 0.1 + 0.2;
         let text = Cursor::new(
@@ -211,6 +214,7 @@ mod tests {
         let issued = Filters {
             bbox: Some(bbox(-10.0, 35.0, 30.0, 60.0)),
             near: None,
+            updated: None,
         };
         let cursor = Cursor::new(&issued, Position::Newest { last_id: id() });
         let others = [
@@ -218,10 +222,12 @@ mod tests {
             Filters {
                 bbox: Some(bbox(-10.0, 35.0, 30.0, 60.5)),
                 near: None,
+                updated: None,
             },
             Filters {
                 bbox: Some(bbox(-10.0, 35.0, 30.0, 60.0)),
                 near: Some(near(2.0, 48.0, 1000.0)),
+                updated: None,
             },
         ];
         for filters in others {

@@ -36,6 +36,16 @@
 //! was read exactly once, whatever is written meanwhile: new points get greater ids and
 //! sort before the first page.
 //!
+//! # Caching
+//!
+//! A page carries a strong `ETag` derived from the projection checkpoint, a point its own
+//! version `"<sequence of its last event>"`, which is command-api's tag and so serves as its
+//! `If-Match`; both say `Cache-Control: no-cache` and answer `If-None-Match` with 304 (see
+//! `http::caching`).
+//!
+//! The list machinery here (parameters, cursor, SQL, GeoJSON) also serves the OGC items in
+//! `http::ogc`, which add `datetime`.
+//!
 //! # Limitations
 //!
 //! - Newest first, "new" means newer id, not later projection: a point whose event reaches
@@ -48,21 +58,32 @@
 //!   edge is 180, nor the other way round. `near` has no such seam.
 
 mod cursor;
+mod datetime;
 mod params;
 mod render;
 mod select;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use self::cursor::{Cursor, Position};
-use self::params::{Order, list_params, reject_unknown};
+pub(crate) use self::cursor::Cursor;
+pub(crate) use self::params::{
+    Format, ListParams, POINTS_PARAMS, fnv1a, list_params, reject_unknown,
+};
+pub(crate) use self::render::{
+    Feature, FeatureCollection, Geometry, Members, Properties, link_header, list_href,
+};
+
+use self::cursor::Position;
+use self::params::Order;
+use super::caching::{Snapshot, Versioned, entity_tag, not_modified, version_tag, with_validators};
 use super::{AppState, Path, Query};
 use crate::error::{ApiError, ApiResult};
 
@@ -72,8 +93,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/points/{id}", get(get_point))
 }
 
-/// How many points `GET /points` returns: `default` when the request names no `limit`, and
-/// never more than `max`.
+/// How many points a list returns: `default` when the request names no `limit`, and never
+/// more than `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     default: u32,
@@ -88,13 +109,30 @@ impl Limits {
             .contains(&default)
             .then_some(Self { default, max })
     }
+
+    /// The `limit` of a request that names none.
+    pub(crate) fn default_limit(self) -> u32 {
+        self.default
+    }
+
+    /// The largest `limit` honoured; a larger one is lowered to it.
+    pub(crate) fn max_limit(self) -> u32 {
+        self.max
+    }
+
+    /// Limits fixed when compiling; a pair that breaks `1 <= default <= max` fails the build.
+    pub(crate) const fn new_const(default: u32, max: u32) -> Self {
+        assert!(1 <= default && default <= max, "1 <= default <= max");
+        Self { default, max }
+    }
 }
 
 /// One point as a list shows it. Coordinates are the stored doubles, which `serde_json` writes
 /// as the shortest text that reads back to the same double, so a client gets back exactly the
 /// number it wrote.
-#[derive(Debug, Serialize, sqlx::FromRow)]
-struct ListedPoint {
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+#[schema(as = ListedPoint)]
+pub(crate) struct ListedPoint {
     id: Uuid,
     name: String,
     longitude: f64,
@@ -102,23 +140,102 @@ struct ListedPoint {
     /// Metres from the `near` centre; only in radius searches.
     #[serde(skip_serializing_if = "Option::is_none")]
     distance: Option<f64>,
+    /// When the point last changed; the OGC features show it, the array does not.
+    #[serde(skip)]
+    updated_at: DateTime<Utc>,
+}
+
+impl ListedPoint {
+    pub(crate) fn id(&self) -> Uuid {
+        self.id
+    }
 }
 
 /// One point as its own resource: its place plus its history counters.
-#[derive(Debug, Serialize, sqlx::FromRow)]
-struct PointDetail {
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+#[schema(as = PointDetail)]
+pub(super) struct PointDetail {
     id: Uuid,
     name: String,
     longitude: f64,
     latitude: f64,
+    /// 1 once created, one more for every later change.
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
-const GET_POINT: &str = "SELECT id, name, ST_X(geom) AS longitude, ST_Y(geom) AS latitude, \
-     version, created_at, updated_at FROM points WHERE id = $1";
+const GET_POINT: &str = "SELECT last_seq AS version_seq, id, name, ST_X(geom) AS longitude, \
+     ST_Y(geom) AS latitude, version, created_at, updated_at FROM points WHERE id = $1";
 
+/// The same in the shape of a list entry, for the OGC feature.
+pub(crate) const GET_LISTED_POINT: &str = "SELECT last_seq AS version_seq, id, name, \
+     ST_X(geom) AS longitude, ST_Y(geom) AS latitude, NULL::float8 AS distance, updated_at \
+     FROM points WHERE id = $1";
+
+/// A page of a list: at most `limit` points, and where the next page starts when more follow.
+pub(crate) struct Page {
+    pub(crate) points: Vec<ListedPoint>,
+    pub(crate) next: Option<Cursor>,
+}
+
+/// Reads the page `params` asks for in `snapshot`.
+pub(crate) async fn read_page(snapshot: &mut Snapshot, params: &ListParams) -> sqlx::Result<Page> {
+    let mut points = select::select_page(
+        snapshot.executor(),
+        &params.filters,
+        params.after,
+        params.limit,
+    )
+    .await?;
+    tracing::Span::current().record("db.rows", points.len());
+    let limit = usize::try_from(params.limit).unwrap_or(usize::MAX);
+    if points.len() <= limit {
+        return Ok(Page { points, next: None });
+    }
+    points.truncate(limit);
+    let next = points.last().map(|last| {
+        let position = match params.filters.order() {
+            Order::Newest => Position::Newest { last_id: last.id },
+            Order::Nearest => Position::Nearest {
+                last_distance: last
+                    .distance
+                    .expect("a radius search selects a distance for every point"),
+                last_id: last.id,
+            },
+        };
+        Cursor::new(&params.filters, position)
+    });
+    Ok(Page { points, next })
+}
+
+/// The cursor a request came with, for links and tags that must repeat it.
+pub(crate) fn current_cursor(params: &ListParams) -> Option<Cursor> {
+    params
+        .after
+        .map(|position| Cursor::new(&params.filters, position))
+}
+
+/// Lists points, newest first or nearest first, a keyset page at a time.
+#[utoipa::path(
+    get,
+    path = "/points",
+    tag = "points",
+    operation_id = "listPoints",
+    responses(
+        (status = 200, description = "A page of points, with a `Link: rel=\"next\"` header \
+            while more follow",
+            content(
+                ("application/json" = Vec<ListedPoint>),
+                ("application/geo+json" = FeatureCollection),
+            )),
+        (status = 304, description = "`If-None-Match` holds the current tag"),
+        (status = 400, description = "An unknown, repeated or invalid parameter",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database cannot answer now",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[tracing::instrument(
     skip_all,
     fields(query.limit, query.order, query.bbox, query.cursor, db.rows)
@@ -128,14 +245,13 @@ async fn list_points(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
-    let params = list_params(&pairs, state.limits).map_err(ApiError::Validation)?;
+    let params = list_params(&pairs, POINTS_PARAMS, state.limits).map_err(ApiError::Validation)?;
     let format = render::negotiate(params.format, &headers);
-    let order = params.filters.order();
     let span = tracing::Span::current();
     span.record("query.limit", params.limit);
     span.record(
         "query.order",
-        match order {
+        match params.filters.order() {
             Order::Newest => "newest",
             Order::Nearest => "nearest",
         },
@@ -143,46 +259,65 @@ async fn list_points(
     span.record("query.bbox", params.filters.bbox.is_some());
     span.record("query.cursor", params.after.is_some());
 
-    let mut points =
-        select::select_page(&state.pool, &params.filters, params.after, params.limit).await?;
-    span.record("db.rows", points.len());
-    let limit = usize::try_from(params.limit).unwrap_or(usize::MAX);
-    let next = if points.len() > limit {
-        points.truncate(limit);
-        points.last().map(|last| {
-            let position = match order {
-                Order::Newest => Position::Newest { last_id: last.id },
-                Order::Nearest => Position::Nearest {
-                    last_distance: last
-                        .distance
-                        .expect("a radius search selects a distance for every point"),
-                    last_id: last.id,
-                },
-            };
-            render::next_link(&params, &Cursor::new(&params.filters, position))
-        })
-    } else {
-        None
-    };
-    Ok(render::page(format, points, next.as_deref()))
+    let mut snapshot = Snapshot::begin(&state.pool).await?;
+    let request = list_href(
+        "/points",
+        &params,
+        Some(format),
+        current_cursor(&params).as_ref(),
+    );
+    let tag = entity_tag(snapshot.checkpoint.seq, &request);
+    if let Some(not_modified) = not_modified(&headers, &tag) {
+        return Ok(not_modified);
+    }
+    let page = read_page(&mut snapshot, &params).await?;
+    snapshot.finish().await?;
+    let next = page.next.map(|cursor| render::next_link(&params, &cursor));
+    Ok(with_validators(
+        render::page(format, page.points, next.as_deref()),
+        &tag,
+    ))
 }
 
+/// Reads one point with its version and timestamps.
+#[utoipa::path(
+    get,
+    path = "/points/{id}",
+    tag = "points",
+    operation_id = "getPoint",
+    params(("id" = Uuid, Path, description = "The point's id, a UUID")),
+    responses(
+        (status = 200, description = "The point", body = PointDetail),
+        (status = 304, description = "`If-None-Match` holds the current tag"),
+        (status = 400, description = "A query parameter was given; none is taken",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No point has this id (yet: the projection may lag)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database cannot answer now",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[tracing::instrument(skip_all, fields(point.id))]
 async fn get_point(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(raw_id): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
-) -> ApiResult<Json<PointDetail>> {
+) -> ApiResult<Response> {
     reject_unknown(&pairs, &[]).map_err(ApiError::Validation)?;
     let id = Uuid::try_parse(&raw_id)
         .map_err(|_| ApiError::NotFound("the id is not a UUID, so no point has it".to_owned()))?;
     tracing::Span::current().record("point.id", tracing::field::display(id));
-    sqlx::query_as(GET_POINT)
+    let Versioned { seq, row } = sqlx::query_as::<_, Versioned<PointDetail>>(GET_POINT)
         .bind(id)
         .fetch_optional(&state.pool)
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no point has the id {id}")))
+        .ok_or_else(|| ApiError::NotFound(format!("no point has the id {id}")))?;
+    let tag = version_tag(seq);
+    if let Some(not_modified) = not_modified(&headers, &tag) {
+        return Ok(not_modified);
+    }
+    Ok(with_validators(Json(row).into_response(), &tag))
 }
 
 #[cfg(test)]
@@ -211,6 +346,7 @@ mod tests {
             longitude: 19.93658,
             latitude: 50.06143,
             distance: None,
+            updated_at: DateTime::UNIX_EPOCH,
         };
         let json = serde_json::to_string(&point).unwrap();
         assert_eq!(
@@ -227,6 +363,7 @@ mod tests {
             longitude: 2.3488,
             latitude: 48.85341,
             distance: Some(433.705_664_27),
+            updated_at: DateTime::UNIX_EPOCH,
         };
         let json = serde_json::to_value(&point).unwrap();
         assert_eq!(json["distance"], 433.705_664_27);

@@ -1,49 +1,52 @@
-//! The query string of `GET /points`, checked into typed values. Every bad parameter is
-//! reported at once, each under its own name.
+//! The query string of a list of points (`GET /points` and the OGC items), checked into
+//! typed values. Every bad parameter is reported at once, each under its own name.
 
 use geoledger_common::point::{FieldError, Latitude, Longitude};
 
 use super::Limits;
 use super::cursor::{Cursor, Position};
+use super::datetime::UpdatedWithin;
 use crate::MAX_RADIUS_METRES;
 
 /// The parameters `GET /points` knows; any other is refused.
-const KNOWN: [&str; 6] = ["bbox", "near", "radius", "limit", "f", "cursor"];
+pub(crate) const POINTS_PARAMS: &[&str] = &["bbox", "near", "radius", "limit", "f", "cursor"];
 
 /// A `bbox`, corners in CRS84 order. `west > east` means the box crosses the antimeridian.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct BoundingBox {
-    pub(super) west: Longitude,
-    pub(super) south: Latitude,
-    pub(super) east: Longitude,
-    pub(super) north: Latitude,
+pub(crate) struct BoundingBox {
+    pub(crate) west: Longitude,
+    pub(crate) south: Latitude,
+    pub(crate) east: Longitude,
+    pub(crate) north: Latitude,
 }
 
 impl BoundingBox {
-    pub(super) fn crosses_antimeridian(&self) -> bool {
+    pub(crate) fn crosses_antimeridian(&self) -> bool {
         self.west > self.east
     }
 }
 
 /// A `near` centre with its `radius`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Near {
-    pub(super) longitude: Longitude,
-    pub(super) latitude: Latitude,
+pub(crate) struct Near {
+    pub(crate) longitude: Longitude,
+    pub(crate) latitude: Latitude,
     /// Above 0 and at most [`MAX_RADIUS_METRES`].
-    pub(super) radius_metres: f64,
+    pub(crate) radius_metres: f64,
 }
 
 /// Which points a request asks for. A cursor belongs to one value of this.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub(super) struct Filters {
-    pub(super) bbox: Option<BoundingBox>,
-    pub(super) near: Option<Near>,
+pub(crate) struct Filters {
+    pub(crate) bbox: Option<BoundingBox>,
+    pub(crate) near: Option<Near>,
+    /// `datetime`, on `updated_at`; only the OGC items take it.
+    pub(crate) updated: Option<UpdatedWithin>,
 }
 
 /// The order of a page, which follows from the filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Order {
+pub(crate) enum Order {
     /// `id DESC`: UUIDv7 ids grow with creation time.
     Newest,
     /// Distance from the `near` centre, then id.
@@ -51,7 +54,7 @@ pub(super) enum Order {
 }
 
 impl Filters {
-    pub(super) fn order(&self) -> Order {
+    pub(crate) fn order(&self) -> Order {
         if self.near.is_some() {
             Order::Nearest
         } else {
@@ -59,13 +62,10 @@ impl Filters {
         }
     }
 
-    /// A 64-bit FNV-1a digest of the exact bits of every filter value. It only has to tell a
-    /// client's honest mistake (a cursor pasted onto another query) from a match, and it must
-    /// come out the same on every instance and release, which rules out std's `Hasher`s.
-    pub(super) fn fingerprint(&self) -> u64 {
-        const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
-        let mut input = Vec::with_capacity(2 + 7 * 8);
+    /// A digest of the exact bits of every filter value. It only has to tell a client's
+    /// honest mistake (a cursor pasted onto another query) from a match.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        let mut input = Vec::with_capacity(3 + 7 * 8 + 26);
         if let Some(b) = self.bbox {
             input.push(b'b');
             for value in [
@@ -83,15 +83,29 @@ impl Filters {
                 input.extend_from_slice(&value.to_bits().to_be_bytes());
             }
         }
-        input.iter().fold(OFFSET_BASIS, |hash, byte| {
-            (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
-        })
+        if let Some(updated) = self.updated {
+            input.push(b't');
+            input.extend_from_slice(&updated.fingerprint_bytes());
+        }
+        fnv1a(&input)
     }
 }
 
-/// The representation asked for with `f`; without `f`, the `Accept` header decides.
+/// The 64-bit FNV-1a digest of `input`. Cursors and entity tags must come out the same on
+/// every instance and release, which rules out std's `Hasher`s.
+pub(crate) fn fnv1a(input: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    input.iter().fold(OFFSET_BASIS, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
+    })
+}
+
+/// The representation asked for with `f`; without `f`, the `Accept` header decides. On
+/// `GET /points`, `json` is the plain array; on the OGC items, both are GeoJSON and `json`
+/// only labels it `application/json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Format {
+pub(crate) enum Format {
     /// The JSON array existing clients read.
     Json,
     /// A GeoJSON `FeatureCollection`.
@@ -100,7 +114,7 @@ pub(super) enum Format {
 
 impl Format {
     /// The value of `f` that asks for this format.
-    pub(super) fn as_param(self) -> &'static str {
+    pub(crate) fn as_param(self) -> &'static str {
         match self {
             Self::Json => "json",
             Self::GeoJson => "geojson",
@@ -108,25 +122,28 @@ impl Format {
     }
 }
 
-/// Parameters of `GET /points`, checked.
+/// Parameters of a list of points, checked.
 #[derive(Debug, PartialEq)]
-pub(super) struct ListParams {
-    pub(super) limit: u32,
-    pub(super) filters: Filters,
+pub(crate) struct ListParams {
+    pub(crate) limit: u32,
+    pub(crate) filters: Filters,
     /// `f`, if given.
-    pub(super) format: Option<Format>,
+    pub(crate) format: Option<Format>,
     /// Where the previous page ended, from `cursor`.
-    pub(super) after: Option<Position>,
+    pub(crate) after: Option<Position>,
 }
 
-/// Checks the query of `GET /points`.
-pub(super) fn list_params(
+/// Checks the query of a list that takes the parameters in `known` (a subset of `bbox`,
+/// `near`, `radius`, `datetime`, `limit`, `f`, `cursor`); any other is refused.
+pub(crate) fn list_params(
     pairs: &[(String, String)],
+    known: &[&str],
     limits: Limits,
 ) -> Result<ListParams, Vec<FieldError>> {
     let mut query = Checked {
         pairs,
-        errors: reject_unknown(pairs, &KNOWN).err().unwrap_or_default(),
+        known,
+        errors: reject_unknown(pairs, known).err().unwrap_or_default(),
     };
     let limit = query
         .single("limit", |raw| parse_limit(raw, limits))
@@ -135,6 +152,7 @@ pub(super) fn list_params(
     let centre = query.single("near", parse_near);
     let radius = query.single("radius", parse_radius);
     let format = query.single("f", parse_format);
+    let updated = query.single("datetime", UpdatedWithin::parse);
     match (query.given("near"), query.given("radius")) {
         (true, false) => query.refuse("radius", "is required with near"),
         (false, true) => query.refuse("radius", "is only allowed together with near"),
@@ -149,6 +167,7 @@ pub(super) fn list_params(
                 latitude,
                 radius_metres,
             }),
+        updated,
     };
     // A cursor is read even when other parameters are wrong, so that a garbled one is
     // reported with them; whether it fits the filters is only known once they are valid.
@@ -173,15 +192,18 @@ pub(super) fn list_params(
     }
 }
 
-/// The query pairs and the errors found in them so far.
+/// The query pairs, the names this list takes, and the errors found so far.
 struct Checked<'a> {
     pairs: &'a [(String, String)],
+    known: &'a [&'a str],
     errors: Vec<FieldError>,
 }
 
 impl Checked<'_> {
+    /// Whether a parameter this list takes was given; one it does not take is already
+    /// refused as unknown and counts as absent.
     fn given(&self, name: &str) -> bool {
-        self.pairs.iter().any(|(key, _)| key == name)
+        self.known.contains(&name) && self.pairs.iter().any(|(key, _)| key == name)
     }
 
     fn refuse(&mut self, name: &str, reason: impl Into<String>) {
@@ -191,12 +213,16 @@ impl Checked<'_> {
         });
     }
 
-    /// The one value of `name`, parsed; `None` when it is absent or was refused.
+    /// The one value of `name`, parsed; `None` when it is absent, not taken here, or was
+    /// refused.
     fn single<T, R: Into<String>>(
         &mut self,
         name: &str,
         parse: impl FnOnce(&str) -> Result<T, R>,
     ) -> Option<T> {
+        if !self.known.contains(&name) {
+            return None;
+        }
         let mut values = self.pairs.iter().filter(|(key, _)| key == name);
         let (_, raw) = values.next()?;
         if values.next().is_some() {
@@ -234,8 +260,18 @@ fn numbers<const N: usize>(raw: &str) -> Option<[f64; N]> {
 }
 
 /// Reads `minLon,minLat,maxLon,maxLat`. A box may cross the antimeridian (`minLon >
-/// maxLon`), but not a pole, so `minLat > maxLat` is refused.
+/// maxLon`), but not a pole, so `minLat > maxLat` is refused. Six numbers are a box with
+/// heights, which CRS84 (two axes, and the only CRS served) cannot have; they are refused
+/// with a message that says so, as OGC API Features Part 1 makes the number of values
+/// follow the axes of the CRS.
 fn parse_bbox(raw: &str) -> Result<BoundingBox, String> {
+    if numbers::<6>(raw).is_some() {
+        return Err(
+            "has six numbers, a box with heights; points here have none, so give \
+                    four: minLon,minLat,maxLon,maxLat"
+                .to_owned(),
+        );
+    }
     let [west, south, east, north] =
         numbers(raw).ok_or("must be four comma-separated numbers: minLon,minLat,maxLon,maxLat")?;
     let longitude = |name: &str, value| {
@@ -283,7 +319,7 @@ fn parse_format(raw: &str) -> Result<Format, &'static str> {
 }
 
 /// One field error per parameter whose name is not in `known`.
-pub(super) fn reject_unknown(
+pub(crate) fn reject_unknown(
     pairs: &[(String, String)],
     known: &[&str],
 ) -> Result<(), Vec<FieldError>> {
@@ -343,11 +379,11 @@ pub(super) mod tests {
     }
 
     fn params(pairs: &[(&str, &str)]) -> ListParams {
-        list_params(&query(pairs), LIMITS).unwrap()
+        list_params(&query(pairs), POINTS_PARAMS, LIMITS).unwrap()
     }
 
     fn bad_fields(pairs: &[(&str, &str)]) -> Vec<String> {
-        list_params(&query(pairs), LIMITS)
+        list_params(&query(pairs), POINTS_PARAMS, LIMITS)
             .unwrap_err()
             .into_iter()
             .map(|e| e.field)
@@ -539,6 +575,7 @@ pub(super) mod tests {
         let filters = Filters {
             bbox: Some(bbox(0.0, 40.0, 10.0, 50.0)),
             near: None,
+            updated: None,
         };
         let position = Position::Newest {
             last_id: Uuid::now_v7(),
@@ -582,6 +619,66 @@ pub(super) mod tests {
         );
     }
 
+    const ITEMS: &[&str] = &["bbox", "datetime", "limit", "f", "cursor"];
+
+    fn item_fields(pairs: &[(&str, &str)]) -> Vec<String> {
+        list_params(&query(pairs), ITEMS, LIMITS)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn a_list_takes_only_its_own_parameters_each_refused_once() {
+        let parsed = list_params(
+            &query(&[("datetime", "2026-01-01T00:00:00Z/..")]),
+            ITEMS,
+            LIMITS,
+        )
+        .unwrap();
+        assert!(parsed.filters.updated.is_some());
+        assert_eq!(
+            bad_fields(&[("datetime", "2026-01-01T00:00:00Z")]),
+            ["datetime"]
+        );
+        // Unknown to the items, so refused as unknown and not also as a radius-less near.
+        assert_eq!(item_fields(&[("near", "2,48")]), ["near"]);
+        assert_eq!(item_fields(&[("datetime", "soon")]), ["datetime"]);
+    }
+
+    #[test]
+    fn a_cursor_is_refused_under_another_datetime() {
+        let issued = list_params(
+            &query(&[("datetime", "2026-01-01T00:00:00Z/..")]),
+            ITEMS,
+            LIMITS,
+        )
+        .unwrap();
+        let cursor = Cursor::new(
+            &issued.filters,
+            Position::Newest {
+                last_id: Uuid::now_v7(),
+            },
+        )
+        .encode();
+        assert!(
+            item_fields(&[("datetime", "2026-01-01T00:00:00Z/.."), ("cursor", &cursor)]).is_empty()
+        );
+        assert_eq!(
+            item_fields(&[("datetime", "2026-01-02T00:00:00Z/.."), ("cursor", &cursor)]),
+            ["cursor"]
+        );
+        assert_eq!(item_fields(&[("cursor", &cursor)]), ["cursor"]);
+    }
+
+    #[test]
+    fn a_box_with_heights_is_refused_with_a_reason_that_says_so() {
+        let errors = list_params(&query(&[("bbox", "1,2,0,3,4,10")]), ITEMS, LIMITS).unwrap_err();
+        assert!(errors[0].reason.contains("heights"), "{}", errors[0].reason);
+    }
+
     #[test]
     fn the_fingerprint_tells_every_filter_apart() {
         let all = [
@@ -589,26 +686,32 @@ pub(super) mod tests {
             Filters {
                 bbox: Some(bbox(0.0, 0.0, 1.0, 1.0)),
                 near: None,
+                updated: None,
             },
             Filters {
                 bbox: Some(bbox(0.0, 0.0, 1.0, 2.0)),
                 near: None,
+                updated: None,
             },
             Filters {
                 bbox: Some(bbox(-0.0, 0.0, 1.0, 1.0)),
                 near: None,
+                updated: None,
             },
             Filters {
                 bbox: None,
                 near: Some(near(0.0, 0.0, 1.0)),
+                updated: None,
             },
             Filters {
                 bbox: None,
                 near: Some(near(0.0, 0.0, 2.0)),
+                updated: None,
             },
             Filters {
                 bbox: Some(bbox(0.0, 0.0, 1.0, 1.0)),
                 near: Some(near(0.0, 0.0, 1.0)),
+                updated: None,
             },
         ];
         for (i, a) in all.iter().enumerate() {

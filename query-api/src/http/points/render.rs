@@ -1,20 +1,21 @@
-//! A page of points as the client asked for it: the JSON array existing clients read, or a
-//! GeoJSON `FeatureCollection` (RFC 7946), both with a `Link: rel="next"` header while more
-//! points follow.
+//! Points as GeoJSON (RFC 7946) and pages as the client asked for them: for `GET /points`,
+//! the JSON array existing clients read or a `FeatureCollection`, both with a
+//! `Link: rel="next"` header while more points follow; for the OGC items, the members
+//! OGC API Features adds to a `FeatureCollection`.
 
 use axum::Json;
 use axum::http::header::{ACCEPT, CONTENT_TYPE, LINK, VARY};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::ListedPoint;
 use super::cursor::Cursor;
 use super::params::{Format, ListParams};
-
-/// Media type of GeoJSON, per RFC 7946 section 12.
-pub(super) const GEO_JSON: &str = "application/geo+json";
+use crate::http::media::{GEO_JSON, Link};
 
 /// The format of the answer: `f` if given, otherwise GeoJSON only for a client that names
 /// `application/geo+json` in `Accept` at least as eagerly as `application/json`. Wildcards
@@ -52,12 +53,18 @@ pub(super) fn negotiate(explicit: Option<Format>, headers: &HeaderMap) -> Format
     }
 }
 
-/// Where the page after this one is: the same filters, limit and `f`, plus the cursor. The
-/// link is relative to the host, so it holds behind HAProxy or any other proxy that keeps the
-/// path. Numbers are written shortest-first, which reads back to the very same doubles, so
-/// the cursor's fingerprint matches.
-pub(super) fn next_link(params: &ListParams, cursor: &Cursor) -> String {
-    let mut query = Vec::with_capacity(6);
+/// `path` with the query that asks for `params` again: every filter and the limit, `f` when
+/// `format` is given, and `cursor` when given. The link is relative to the host, so it holds
+/// behind HAProxy or any other proxy that keeps the path. Numbers are written shortest-first
+/// and instants in UTC with the digits they need, which read back to the very same values,
+/// so a cursor's fingerprint matches.
+pub(crate) fn list_href(
+    path: &str,
+    params: &ListParams,
+    format: Option<Format>,
+    cursor: Option<&Cursor>,
+) -> String {
+    let mut query = Vec::with_capacity(8);
     if let Some(b) = &params.filters.bbox {
         query.push(format!(
             "bbox={},{},{},{}",
@@ -75,12 +82,23 @@ pub(super) fn next_link(params: &ListParams, cursor: &Cursor) -> String {
         ));
         query.push(format!("radius={}", n.radius_metres));
     }
-    if let Some(format) = params.format {
+    if let Some(updated) = params.filters.updated {
+        query.push(format!("datetime={}", updated.to_param()));
+    }
+    if let Some(format) = format {
         query.push(format!("f={}", format.as_param()));
     }
     query.push(format!("limit={}", params.limit));
-    query.push(format!("cursor={}", cursor.encode()));
-    format!("/points?{}", query.join("&"))
+    if let Some(cursor) = cursor {
+        query.push(format!("cursor={}", cursor.encode()));
+    }
+    format!("{path}?{}", query.join("&"))
+}
+
+/// Where the page of `GET /points` after this one is: the same filters, limit and `f`, plus
+/// the cursor.
+pub(super) fn next_link(params: &ListParams, cursor: &Cursor) -> String {
+    list_href("/points", params, params.format, Some(cursor))
 }
 
 /// The answer to `GET /points`.
@@ -88,7 +106,11 @@ pub(super) fn page(format: Format, points: Vec<ListedPoint>, next: Option<&str>)
     let mut response = match format {
         Format::Json => Json(points).into_response(),
         Format::GeoJson => {
-            let collection = FeatureCollection::new(&points, next);
+            let links = next
+                .map(|href| Link::new(href, "next", GEO_JSON))
+                .into_iter()
+                .collect();
+            let collection = FeatureCollection::new(&points, Members::Listed, links);
             let mut response = Json(collection).into_response();
             response
                 .headers_mut()
@@ -100,84 +122,149 @@ pub(super) fn page(format: Format, points: Vec<ListedPoint>, next: Option<&str>)
     // The same URL answers in two formats, so caches must key on Accept too.
     headers.insert(VARY, HeaderValue::from_static("accept"));
     if let Some(href) = next {
-        let value = HeaderValue::try_from(format!("<{href}>; rel=\"next\""))
-            .expect("a next link holds only ASCII numbers, commas, letters and hex digits");
-        headers.insert(LINK, value);
+        headers.insert(LINK, link_header(href, None));
     }
     response
 }
 
-#[derive(Serialize)]
-struct FeatureCollection<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    features: Vec<Feature<'a>>,
-    links: Vec<Link<'a>>,
+/// A `Link` header naming `href` as the next page.
+pub(crate) fn link_header(href: &str, media_type: Option<&str>) -> HeaderValue {
+    let value = match media_type {
+        Some(media_type) => format!("<{href}>; rel=\"next\"; type=\"{media_type}\""),
+        None => format!("<{href}>; rel=\"next\""),
+    };
+    HeaderValue::try_from(value)
+        .expect("a next link holds only ASCII numbers, commas, letters, colons and hex digits")
 }
 
-#[derive(Serialize)]
-struct Feature<'a> {
+/// Which properties a feature carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Members {
+    /// `GET /points`: `name`, and `distance` in radius searches.
+    Listed,
+    /// OGC API Features: `name` and `updated_at`, the property `datetime` filters on.
+    Ogc,
+}
+
+/// A GeoJSON `FeatureCollection`; the OGC members are left out of `GET /points` pages.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = FeatureCollection)]
+pub(crate) struct FeatureCollection<'a> {
+    /// Always `FeatureCollection`.
     #[serde(rename = "type")]
+    #[schema(example = "FeatureCollection")]
+    kind: &'static str,
+    features: Vec<Feature<'a>>,
+    links: Vec<Link>,
+    /// When the projection last advanced: the state of the read model this page shows.
+    #[serde(rename = "timeStamp", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    time_stamp: Option<String>,
+    /// How many features match the filters in all; given only when known without counting,
+    /// that is when this first page holds them all.
+    #[serde(rename = "numberMatched", skip_serializing_if = "Option::is_none")]
+    number_matched: Option<usize>,
+    /// How many features this page holds.
+    #[serde(rename = "numberReturned", skip_serializing_if = "Option::is_none")]
+    number_returned: Option<usize>,
+}
+
+impl<'a> FeatureCollection<'a> {
+    pub(crate) fn new(points: &'a [ListedPoint], members: Members, links: Vec<Link>) -> Self {
+        Self {
+            kind: "FeatureCollection",
+            features: points.iter().map(|p| Feature::new(p, members)).collect(),
+            links,
+            time_stamp: None,
+            number_matched: None,
+            number_returned: None,
+        }
+    }
+
+    /// Adds `numberReturned`, and `timeStamp` and `numberMatched` when known.
+    #[must_use]
+    pub(crate) fn counted(
+        mut self,
+        time_stamp: Option<DateTime<Utc>>,
+        number_matched: Option<usize>,
+    ) -> Self {
+        self.time_stamp = time_stamp.map(instant);
+        self.number_matched = number_matched;
+        self.number_returned = Some(self.features.len());
+        self
+    }
+}
+
+/// One point as a GeoJSON `Feature`, with the point's id as the feature's `id`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Feature)]
+pub(crate) struct Feature<'a> {
+    /// Always `Feature`.
+    #[serde(rename = "type")]
+    #[schema(example = "Feature")]
     kind: &'static str,
     id: Uuid,
     geometry: Geometry,
     properties: Properties<'a>,
+    /// Only on a feature read on its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    links: Vec<Link>,
 }
 
-#[derive(Serialize)]
-struct Geometry {
+impl<'a> Feature<'a> {
+    pub(crate) fn new(point: &'a ListedPoint, members: Members) -> Self {
+        Self {
+            kind: "Feature",
+            id: point.id,
+            geometry: Geometry {
+                kind: "Point",
+                coordinates: [point.longitude, point.latitude],
+            },
+            properties: Properties {
+                name: &point.name,
+                distance: point.distance.filter(|_| members == Members::Listed),
+                updated_at: (members == Members::Ogc).then(|| instant(point.updated_at)),
+            },
+            links: Vec::new(),
+        }
+    }
+
+    #[must_use]
+    pub(crate) fn with_links(mut self, links: Vec<Link>) -> Self {
+        self.links = links;
+        self
+    }
+}
+
+/// A GeoJSON `Point`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Geometry {
+    /// Always `Point`.
     #[serde(rename = "type")]
+    #[schema(example = "Point")]
     kind: &'static str,
-    /// Longitude first, as RFC 7946 requires; the stored doubles, written shortest-first.
+    /// Longitude then latitude in CRS84, as RFC 7946 requires; the stored doubles, written
+    /// shortest-first, so they read back exactly as written.
+    #[schema(value_type = Vec<f64>, min_items = 2, max_items = 2)]
     coordinates: [f64; 2],
 }
 
-#[derive(Serialize)]
-struct Properties<'a> {
+/// What a feature says besides where it is.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Properties<'a> {
     name: &'a str,
+    /// Metres from the `near` centre, in radius searches of `GET /points`.
     #[serde(skip_serializing_if = "Option::is_none")]
     distance: Option<f64>,
+    /// When the point last changed; on OGC features only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    updated_at: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Link<'a> {
-    href: &'a str,
-    rel: &'static str,
-    #[serde(rename = "type")]
-    media_type: &'static str,
-}
-
-impl<'a> FeatureCollection<'a> {
-    fn new(points: &'a [ListedPoint], next: Option<&'a str>) -> Self {
-        let features = points
-            .iter()
-            .map(|point| Feature {
-                kind: "Feature",
-                id: point.id,
-                geometry: Geometry {
-                    kind: "Point",
-                    coordinates: [point.longitude, point.latitude],
-                },
-                properties: Properties {
-                    name: &point.name,
-                    distance: point.distance,
-                },
-            })
-            .collect();
-        let links = next
-            .map(|href| Link {
-                href,
-                rel: "next",
-                media_type: GEO_JSON,
-            })
-            .into_iter()
-            .collect();
-        Self {
-            kind: "FeatureCollection",
-            features,
-            links,
-        }
-    }
+/// An instant as RFC 3339 in UTC, with as many fraction digits as it needs.
+fn instant(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 #[cfg(test)]
@@ -233,6 +320,7 @@ mod tests {
         let filters = Filters {
             bbox: Some(bbox(170.0, -20.5, -170.0, -10.0)),
             near: Some(near(179.9, -16.5, 100_000.0)),
+            updated: None,
         };
         let params = ListParams {
             limit: 50,
@@ -264,6 +352,9 @@ mod tests {
             longitude: 2.3488,
             latitude: 48.85341,
             distance,
+            updated_at: DateTime::parse_from_rfc3339("2026-01-02T03:04:05.5Z")
+                .unwrap()
+                .with_timezone(&Utc),
         }
     }
 
@@ -299,5 +390,48 @@ mod tests {
         assert!(!response.headers().contains_key(LINK));
         let response = page(Format::GeoJson, Vec::new(), None);
         assert_eq!(body(response).await["links"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn an_ogc_page_counts_its_features_and_its_features_carry_updated_at() {
+        let points = [paris(Some(1.0))];
+        let collection = FeatureCollection::new(&points, Members::Ogc, Vec::new())
+            .counted(Some(points[0].updated_at), Some(1));
+        let json = serde_json::to_value(&collection).unwrap();
+        assert_eq!(json["numberReturned"], 1);
+        assert_eq!(json["numberMatched"], 1);
+        assert_eq!(json["timeStamp"], "2026-01-02T03:04:05.500Z");
+        assert_eq!(
+            json["features"][0]["properties"],
+            serde_json::json!({"name": "Paris", "updated_at": "2026-01-02T03:04:05.500Z"})
+        );
+        let unknown = FeatureCollection::new(&points, Members::Ogc, Vec::new()).counted(None, None);
+        let json = serde_json::to_value(&unknown).unwrap();
+        assert!(json.get("numberMatched").is_none() && json.get("timeStamp").is_none());
+    }
+
+    #[test]
+    fn a_link_repeats_the_datetime_filter_in_utc() {
+        let params = ListParams {
+            limit: 10,
+            filters: Filters {
+                updated: Some(
+                    super::super::datetime::UpdatedWithin::parse("../2026-01-01T01:00:00+01:00")
+                        .unwrap(),
+                ),
+                ..Filters::default()
+            },
+            format: None,
+            after: None,
+        };
+        assert_eq!(
+            list_href(
+                "/collections/points/items",
+                &params,
+                Some(Format::Json),
+                None
+            ),
+            "/collections/points/items?datetime=../2026-01-01T00:00:00Z&f=json&limit=10"
+        );
     }
 }

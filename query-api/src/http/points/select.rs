@@ -1,5 +1,5 @@
-//! The SQL behind `GET /points`: one statement per page, assembled from the filters, whose
-//! every predicate an index can serve.
+//! The SQL behind a list of points (`GET /points`, the OGC items): one statement per page,
+//! assembled from the filters, whose every predicate an index can serve.
 //!
 //! - No filter: `ORDER BY id DESC` walks the primary key; the cursor adds `id < $last`.
 //! - `bbox`: `ST_Intersects` with the box, which PostGIS expands into `geom && box` (served by
@@ -8,21 +8,23 @@
 //!   index scans.
 //! - `near`: `ST_DWithin` on `geom::geography`, which PostGIS expands into `&&` against the
 //!   expression index `points_geog_gist`; the page is sorted by the exact distance, then id.
+//! - `datetime`: a range on `updated_at`, which `points_updated_at` can serve; the planner
+//!   weighs it against walking the primary key.
 //!
 //! Statements are sent unprepared (`persistent(false)`), so PostgreSQL plans each with the
 //! actual box and radius. After five runs a prepared statement may switch to a generic plan,
 //! which cannot tell a box around a town (best served by the spatial index) from one around a
 //! continent (best served by walking the primary key and filtering).
 
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{PgExecutor, Postgres, QueryBuilder};
 
 use super::ListedPoint;
 use super::cursor::Position;
 use super::params::{BoundingBox, Filters, Near};
 
 /// Up to `limit + 1` points after `after`: the extra one only tells whether a next page exists.
-pub(super) async fn select_page(
-    pool: &PgPool,
+pub(crate) async fn select_page(
+    executor: impl PgExecutor<'_>,
     filters: &Filters,
     after: Option<Position>,
     limit: u32,
@@ -30,7 +32,7 @@ pub(super) async fn select_page(
     page_query(filters, after, limit)
         .build_query_as()
         .persistent(false)
-        .fetch_all(pool)
+        .fetch_all(executor)
         .await
 }
 
@@ -39,8 +41,9 @@ fn page_query(
     after: Option<Position>,
     limit: u32,
 ) -> QueryBuilder<'static, Postgres> {
-    let mut sql =
-        QueryBuilder::new("SELECT id, name, ST_X(geom) AS longitude, ST_Y(geom) AS latitude, ");
+    let mut sql = QueryBuilder::new(
+        "SELECT id, name, ST_X(geom) AS longitude, ST_Y(geom) AS latitude, updated_at, ",
+    );
     match &filters.near {
         Some(near) => push_distance(&mut sql, near),
         None => {
@@ -57,6 +60,14 @@ fn page_query(
         sql.push(" AND ST_DWithin(geom::geography, ");
         push_centre(&mut sql, near);
         sql.push(", ").push_bind(near.radius_metres).push(", true)");
+    }
+    if let Some(updated) = &filters.updated {
+        if let Some(start) = updated.start_micros() {
+            sql.push(" AND updated_at >= ").push_bind(start);
+        }
+        if let Some(end) = updated.end_micros() {
+            sql.push(" AND updated_at <= ").push_bind(end);
+        }
     }
     match (after, &filters.near) {
         (None, _) => {}
@@ -146,6 +157,7 @@ fn push_envelope_test(
 mod tests {
     use uuid::Uuid;
 
+    use super::super::datetime::UpdatedWithin;
     use super::super::params::tests::{bbox, near};
     use super::*;
 
@@ -177,11 +189,13 @@ mod tests {
         let plain = Filters {
             bbox: Some(bbox(-10.0, 35.0, 30.0, 60.0)),
             near: None,
+            updated: None,
         };
         assert_eq!(sql(&plain, None).matches("ST_Intersects").count(), 1);
         let crossing = Filters {
             bbox: Some(bbox(170.0, -20.0, -170.0, -10.0)),
             near: None,
+            updated: None,
         };
         let text = sql(&crossing, None);
         assert_eq!(text.matches("ST_Intersects").count(), 2, "{text}");
@@ -189,10 +203,33 @@ mod tests {
     }
 
     #[test]
+    fn a_datetime_filter_bounds_updated_at_on_the_ends_it_has() {
+        let closed = Filters {
+            updated: Some(
+                UpdatedWithin::parse("2026-01-01T00:00:00Z/2026-02-01T00:00:00Z").unwrap(),
+            ),
+            ..Filters::default()
+        };
+        let text = sql(&closed, None);
+        assert!(
+            text.contains("AND updated_at >= $1 AND updated_at <= $2 ORDER BY id DESC"),
+            "{text}"
+        );
+        let open_start = Filters {
+            updated: Some(UpdatedWithin::parse("../2026-02-01T00:00:00Z").unwrap()),
+            ..Filters::default()
+        };
+        let text = sql(&open_start, None);
+        assert!(!text.contains(">="), "{text}");
+        assert!(text.contains("AND updated_at <= $1"), "{text}");
+    }
+
+    #[test]
     fn a_radius_search_orders_by_distance_then_id_and_resumes_after_both() {
         let filters = Filters {
             bbox: None,
             near: Some(near(2.3522, 48.8566, 50_000.0)),
+            updated: None,
         };
         let text = sql(
             &filters,
