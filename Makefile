@@ -9,7 +9,7 @@ SHELL := /bin/bash
 PLACES ?= ../shared/data/places-sample.csv
 export PLACES
 
-.PHONY: help install up down restart clean status test lint fmt
+.PHONY: help install up down restart clean status test bench lint fmt
 
 help:
 	@printf '%s\n' \
@@ -19,6 +19,7 @@ help:
 	  'make clean    down, then delete the stack'"'"'s and the tests'"'"' data in .local' \
 	  'make status   what runs where, and whether it is healthy' \
 	  'make test     fmt and clippy checks, then cargo test against fresh test servers' \
+	  'make bench    time GET /points at 1k and 1M points on a throwaway PostgreSQL (minutes)' \
 	  'make lint     the fmt and clippy checks alone (and shellcheck, when installed)' \
 	  'make fmt      format the Rust code' \
 	  'make install  install the pinned outside programs only'
@@ -40,10 +41,15 @@ status:
 # The virtualenv holding nats-server is a tool, not data, and survives a clean.
 clean: down
 	@infra/local/test-services.sh stop
-	rm -rf .local/data .local/log .local/run .local/state .local/test
+	rm -rf .local/data .local/log .local/run .local/state .local/test .local/bench
 
 test:
 	@infra/local/test.sh
+
+# Prints figures, asserts nothing; BENCH_ARGS goes to bench-reads, e.g. BENCH_ARGS='--repeat 50'.
+BENCH_ARGS ?=
+bench:
+	@loadtests/bench-reads.sh $(BENCH_ARGS)
 
 lint:
 	cargo fmt --all --check

@@ -1,7 +1,9 @@
-//! Load generators for geoledger. They drive a running deployment through its public HTTP
-//! API only, exactly as a client would, and report what they measured; they assert nothing
-//! about speed.
+//! Load generators and benchmarks for geoledger. The load generators drive a running
+//! deployment through its public HTTP API only, exactly as a client would; the read benchmark
+//! ([`bench`]) fills a database of its own and serves it with an embedded query-api. All of
+//! them report what they measured and assert nothing about speed.
 
+pub mod bench;
 pub mod load;
 pub mod places;
 pub mod projection;

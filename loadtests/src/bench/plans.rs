@@ -1,0 +1,87 @@
+//! The plans PostgreSQL picks for the timed reads, and a check that the mirrored SQL still
+//! answers what query-api answers.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::queries::{PAGE, ReadQuery};
+
+/// The ids the mirrored statement returns, without the extra row that only signals a next
+/// page: what the HTTP answer lists, if the mirror is faithful.
+pub async fn mirrored_ids(pool: &PgPool, query: ReadQuery, after: Uuid) -> sqlx::Result<Vec<Uuid>> {
+    let mut sql = query.sql(after);
+    let rows: Vec<(Uuid,)> = sql
+        .build_query_as()
+        .persistent(false)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .take(PAGE as usize)
+        .map(|(id,)| id)
+        .collect())
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the mirrored statement, one line per element. It is sent
+/// unprepared with its binds, as query-api sends it, so the plan is made for these values.
+pub async fn explain(pool: &PgPool, query: ReadQuery, after: Uuid) -> sqlx::Result<Vec<String>> {
+    query
+        .explained(after)
+        .build_query_scalar()
+        .persistent(false)
+        .fetch_all(pool)
+        .await
+}
+
+/// The indexes a plan reads, in order of appearance, or `seq scan` when it reads the table
+/// whole: the column of the figures table that says which index serves each read.
+#[must_use]
+pub fn access_paths(plan: &[String]) -> String {
+    let mut found: Vec<String> = Vec::new();
+    for line in plan {
+        let path = if let Some((_, rest)) = line.split_once(" using ") {
+            rest.split_whitespace().next()
+        } else if line.contains("Bitmap Index Scan on ") || line.contains("Seq Scan on ") {
+            line.split_once(" on ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+        } else {
+            None
+        };
+        let Some(name) = path else { continue };
+        let name = if line.contains("Seq Scan") {
+            format!("seq scan {name}")
+        } else {
+            name.to_owned()
+        };
+        if !found.contains(&name) {
+            found.push(name);
+        }
+    }
+    if found.is_empty() {
+        "-".to_owned()
+    } else {
+        found.join(" + ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_names_are_read_from_the_scan_lines() {
+        let plan: Vec<String> = [
+            "Limit  (cost=0.42..5.21 rows=101 width=52)",
+            "  ->  Index Scan Backward using points_pkey on points  (cost=0.42..47343.43 rows=1000000)",
+            "        Filter: st_intersects(geom, '0103…'::geometry)",
+            "  ->  Bitmap Index Scan on points_geom_gist  (cost=0.00..4.5 rows=10)",
+            "  ->  Bitmap Index Scan on points_geom_gist  (cost=0.00..4.5 rows=10)",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(access_paths(&plan), "points_pkey + points_geom_gist");
+        let seq = vec!["  ->  Seq Scan on points  (cost=0.00..1.1 rows=1)".to_owned()];
+        assert_eq!(access_paths(&seq), "seq scan points");
+        assert_eq!(access_paths(&[]), "-");
+    }
+}
