@@ -103,8 +103,11 @@ impl IntoResponse for ApiError {
                 "Other writes to this point kept getting in first",
             )
             .detail("retry the request"),
+            // A publish whose ack timed out may still have been stored, so the client is
+            // told only that it is not known to be: retrying with the same key is safe.
             Self::Unavailable(detail) => Problem::unavailable(format!(
-                "the event was not stored ({detail}); retry with the same Idempotency-Key"
+                "the write is not known to be stored ({detail}); \
+                 retry with the same Idempotency-Key, which makes the retry safe"
             )),
             Self::StreamUnreadable(detail) => {
                 Problem::unavailable(format!("the event stream could not be read ({detail})"))

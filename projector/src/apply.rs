@@ -1,7 +1,7 @@
 //! Applying a batch of events to the read model, together with the checkpoint.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use geoledger_common::event::{EventEnvelope, PointCreated, PointEvent};
@@ -63,8 +63,8 @@ pub async fn read_checkpoint(pool: &PgPool) -> Result<u64, sqlx::Error> {
 }
 
 /// Empties the read model and rewinds the checkpoint, atomically.
-pub(crate) async fn reset(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+pub(crate) async fn reset(session: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let mut tx = session.begin().await?;
     sqlx::query("TRUNCATE points, point_tombstones, parked_points")
         .execute(&mut *tx)
         .await?;
@@ -82,11 +82,11 @@ pub(crate) async fn reset(pool: &PgPool) -> Result<(), sqlx::Error> {
 /// transaction.
 #[tracing::instrument(skip_all, fields(db.rows = batch.len()), err)]
 pub(crate) async fn apply_batch(
-    pool: &PgPool,
+    session: &mut PgConnection,
     batch: &[Incoming],
     dead_letters: &DeadLetters,
 ) -> Result<BatchOutcome, ApplyError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = session.begin().await?;
     let checkpoint = lock_checkpoint(&mut tx).await?;
     let mut parked = dead_letter::parked_among(&mut tx, batch).await?;
     let mut dead = Vec::new();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, Message};
 use futures::StreamExt as _;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 
 use geoledger_common::event::EventEnvelope;
@@ -15,6 +15,7 @@ use geoledger_common::stream::StreamSpec;
 
 use crate::apply::{self, BatchOutcome, Incoming};
 use crate::dead_letter::DeadLetters;
+use crate::leader;
 
 /// How long one pull waits for messages before returning what it has.
 const FETCH_EXPIRES: Duration = Duration::from_secs(1);
@@ -22,6 +23,9 @@ const FETCH_EXPIRES: Duration = Duration::from_secs(1);
 /// Time JetStream gives an unacknowledged delivery before redelivering it; a batch is acked
 /// as soon as its transaction commits, so this only matters after a crash.
 const ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// How often a standby projector asks for the projection lock.
+const STANDBY_POLL: Duration = Duration::from_secs(2);
 
 /// Longest pause between retries while NATS or PostgreSQL is away.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -57,7 +61,32 @@ impl Worker {
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
         let js = jetstream::new(self.client.clone());
         let mut delay = Duration::from_millis(100);
+        let mut session = None;
+        let mut standing_by = false;
         while !*stop.borrow() {
+            if session.is_none() {
+                match leader::try_lead(&self.pool).await {
+                    Ok(Some(held)) => {
+                        tracing::info!("projection lock held; projecting");
+                        session = Some(held);
+                        standing_by = false;
+                    }
+                    Ok(None) => {
+                        if !standing_by {
+                            tracing::info!("another projector holds the projection; standing by");
+                            standing_by = true;
+                        }
+                        sleep_or_stop(&mut stop, STANDBY_POLL).await;
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(error.message = %error, "database unreachable; retrying");
+                        sleep_or_stop(&mut stop, delay).await;
+                        delay = next_backoff(delay);
+                        continue;
+                    }
+                }
+            }
             let consumer = match self.bind(&js).await {
                 Ok(consumer) => consumer,
                 Err(error) => {
@@ -68,7 +97,7 @@ impl Worker {
                 }
             };
             delay = Duration::from_millis(100);
-            if let Err(error) = self.consume(&consumer, &mut stop).await {
+            if let Err(error) = self.consume(&consumer, &mut session, &mut stop).await {
                 tracing::warn!(error.message = %format!("{error:#}"), "pulling events failed; binding again");
                 sleep_or_stop(&mut stop, delay).await;
                 delay = next_backoff(delay);
@@ -150,6 +179,7 @@ impl Worker {
     async fn consume(
         &self,
         consumer: &PullConsumer,
+        session: &mut Option<PgConnection>,
         stop: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let dead_letters = self.dead_letters(&jetstream::new(self.client.clone()));
@@ -170,7 +200,9 @@ impl Worker {
             let incoming: Vec<Incoming> = messages.iter().map(decode).collect::<Result<_, _>>()?;
             // Once pulled, a batch is applied even if a stop arrives meanwhile: finishing it
             // is what a graceful stop means.
-            let applied = self.apply_until_done(&incoming, &dead_letters).await;
+            let applied = self
+                .apply_until_done(session, &incoming, &dead_letters)
+                .await?;
             self.record(&applied);
             acknowledge(&messages, &incoming).await;
         }
@@ -178,17 +210,35 @@ impl Worker {
     }
 
     /// Retries the batch's transaction until it commits: a database outage delays the
-    /// projection but never drops an event.
+    /// projection but never drops an event. A failed session is replaced, and the lock taken
+    /// again with it; if another projector took the lock meanwhile, the batch is left
+    /// unacknowledged for that one and this projector stands by.
     async fn apply_until_done(
         &self,
+        session: &mut Option<PgConnection>,
         incoming: &[Incoming],
         dead_letters: &DeadLetters,
-    ) -> BatchOutcome {
+    ) -> anyhow::Result<BatchOutcome> {
         let mut delay = Duration::from_millis(100);
         loop {
-            match apply::apply_batch(&self.pool, incoming, dead_letters).await {
-                Ok(applied) => return applied,
+            if session.is_none() {
+                match leader::try_lead(&self.pool).await {
+                    Ok(Some(held)) => *session = Some(held),
+                    Ok(None) => anyhow::bail!("another projector took the projection lock"),
+                    Err(error) => {
+                        tracing::warn!(error.message = %error, "database unreachable; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = next_backoff(delay);
+                        continue;
+                    }
+                }
+            }
+            let held = session.as_mut().expect("a session was just ensured");
+            match apply::apply_batch(held, incoming, dead_letters).await {
+                Ok(applied) => return Ok(applied),
                 Err(error) => {
+                    // The session may be broken; a new one must take the lock again.
+                    *session = None;
                     tracing::warn!(
                         error.message = %error,
                         db.rows = incoming.len(),

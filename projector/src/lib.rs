@@ -6,14 +6,12 @@
 //! checkpoint, or none of it; redelivered events at or below the checkpoint are skipped, and
 //! row versions make a repeated event a no-op even above it.
 //!
-//! # Limitations
-//! One projector instance per projection. Two instances sharing the durable consumer would
-//! commit interleaved batches and the checkpoint would no longer mean "everything below is
-//! applied". Deployments run a single replica that is restarted on failure.
+//! Only one projector writes a projection at a time (see `leader`); more instances stand by.
 
 mod apply;
 mod consume;
 mod dead_letter;
+mod leader;
 mod status;
 
 use std::future::Future;
@@ -143,7 +141,10 @@ pub async fn migrate_only(config: &Config) -> anyhow::Result<()> {
 pub async fn reset_projection(config: &Config) -> anyhow::Result<()> {
     let pool = pool(&config.database)?;
     migrate(&pool).await?;
-    apply::reset(&pool).await?;
+    let Some(mut session) = leader::try_lead(&pool).await? else {
+        anyhow::bail!("a projector is running against this database; stop it before rebuilding");
+    };
+    apply::reset(&mut session).await?;
     tracing::info!(
         projection = PROJECTION,
         "projection reset; replaying from the first event"

@@ -247,3 +247,57 @@ async fn each_committed_checkpoint_is_announced_to_listeners() {
         .unwrap();
     assert_eq!(rows, 1);
 }
+
+#[tokio::test]
+async fn a_second_projector_stands_by_and_takes_over_without_losing_events() {
+    let mut app = spawn_app().await;
+    let database = geoledger_common::config::DatabaseConfig {
+        url: app.database_url.parse().unwrap(),
+        max_connections: 2,
+    };
+    let mut standby = start_projector(&app.nats, &database).await;
+    let places = sample_places();
+    let mut last = 0;
+    for place in &places[..100] {
+        last = app
+            .post_point(&place.to_json())
+            .await
+            .json::<Accepted>()
+            .await
+            .unwrap()
+            .sequence;
+    }
+    app.wait_projected(last).await;
+
+    let config = projector::Config::new(
+        app.nats.clone(),
+        database.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    let refused = projector::reset_projection(&config).await;
+    assert!(
+        refused.is_err(),
+        "a rebuild must not run beside a live projector"
+    );
+
+    app.projector.stop().await;
+    for place in &places[100..150] {
+        last = app
+            .post_point(&place.to_json())
+            .await
+            .json::<Accepted>()
+            .await
+            .unwrap()
+            .sequence;
+    }
+    app.wait_projected(last).await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM points")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows, 150,
+        "the standby took over and every event was applied once"
+    );
+    standby.stop().await;
+}
