@@ -7,6 +7,7 @@ pub mod config;
 pub mod event;
 pub mod point;
 pub mod problem;
+pub mod projection;
 pub mod shutdown;
 pub mod stream;
 pub mod telemetry;

@@ -8,11 +8,7 @@ use geoledger_common::event::{EventEnvelope, PointCreated, PointEvent};
 
 use crate::dead_letter::{self, DeadLetters};
 
-/// The checkpoint row this projector owns.
-pub const PROJECTION: &str = "points";
-
-/// `LISTEN` channel on which each committed checkpoint is announced, as decimal text.
-pub const CHECKPOINT_CHANNEL: &str = "geoledger_checkpoint";
+pub use geoledger_common::projection::{CHECKPOINT_CHANNEL, POINTS as PROJECTION};
 
 /// One message of a batch: where it was, what it held and what could be made of it.
 #[derive(Debug)]

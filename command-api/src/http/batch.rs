@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -20,6 +20,7 @@ use uuid::Uuid;
 use geoledger_common::event::EventEnvelope;
 use geoledger_common::point::{FieldError, NewPoint, NewPointError};
 use geoledger_common::problem::Problem;
+use geoledger_common::projection::CONSISTENCY_TOKEN;
 
 use crate::error::ApiError;
 use crate::http::extract::{JsonBody, idempotency_key, metadata};
@@ -137,6 +138,12 @@ pub(super) async fn create_points(
     }
 
     let items: Vec<ItemResult> = results.into_iter().flatten().collect();
+    Ok(respond(items))
+}
+
+/// 202 with the itemised answer when anything was stored; otherwise a problem document that
+/// still lists every item.
+fn respond(items: Vec<ItemResult>) -> Response {
     let accepted = items
         .iter()
         .filter(|i| matches!(i, ItemResult::Stored { .. }))
@@ -151,7 +158,18 @@ pub(super) async fn create_points(
         items,
     };
     if accepted > 0 {
-        return Ok((StatusCode::ACCEPTED, Json(answer)).into_response());
+        // Reading at the batch's highest sequence sees every item of it.
+        let highest = answer
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                ItemResult::Stored { sequence, .. } => Some(*sequence),
+                _ => None,
+            })
+            .max()
+            .unwrap_or_default();
+        let token = [(CONSISTENCY_TOKEN, HeaderValue::from(highest))];
+        return (StatusCode::ACCEPTED, token, Json(answer)).into_response();
     }
     let problem = if refused == answer.items.len() {
         Problem::new(
@@ -164,7 +182,7 @@ pub(super) async fn create_points(
         Problem::unavailable("no item of the batch was stored; retry with the same Idempotency-Key")
     };
     let items = serde_json::to_value(&answer.items).expect("item results serialise");
-    Ok(problem.extension("items", items).into_response())
+    problem.extension("items", items).into_response()
 }
 
 fn not_stored(index: usize, reason: &str) -> ItemResult {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use chrono::{DateTime, Utc};
@@ -20,6 +20,7 @@ use geoledger_common::event::{
     EventEnvelope, Metadata, POINT_DELETED, PointEvent, PointMoved, PointRenamed,
 };
 use geoledger_common::point::{NewPoint, NewPointError, PointPatch};
+use geoledger_common::projection::CONSISTENCY_TOKEN;
 
 use crate::error::ApiError;
 use crate::http::extract::{JsonBody, etag, idempotency_key, if_match, metadata};
@@ -67,6 +68,10 @@ impl Accepted {
             [
                 (header::LOCATION, location),
                 (header::ETAG, etag(self.sequence)),
+                (
+                    HeaderName::from_static(CONSISTENCY_TOKEN),
+                    HeaderValue::from(self.sequence),
+                ),
             ],
             axum::Json(&self),
         )

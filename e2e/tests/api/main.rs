@@ -11,5 +11,6 @@ mod lifecycle;
 mod nats_outage;
 mod ogc;
 mod projection;
+mod read_your_writes;
 mod reads;
 mod round_trip;

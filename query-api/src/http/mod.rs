@@ -2,6 +2,7 @@
 //! are problem documents rather than axum's plain text.
 
 mod caching;
+mod consistency;
 mod media;
 mod ogc;
 mod openapi;
@@ -28,6 +29,7 @@ use tower_http::trace::TraceLayer;
 
 use geoledger_common::point::FieldError;
 use geoledger_common::problem::{self, Problem};
+use geoledger_common::projection::CONSISTENCY_TOKEN;
 
 use crate::error::ApiError;
 
@@ -53,10 +55,11 @@ pub fn router(pool: PgPool, limits: Limits, request_timeout: Duration) -> Router
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::HEAD])
-        .allow_headers([IF_NONE_MATCH])
+        .allow_headers([IF_NONE_MATCH, HeaderName::from_static(CONSISTENCY_TOKEN)])
         .expose_headers([LINK, ETAG, REQUEST_ID]);
     let api_description = serde_json::to_string(&openapi::document(limits))
         .expect("an OpenAPI document of strings, numbers and maps serialises");
+    let pool_for_checkpoint = pool.clone();
     let state = AppState {
         pool,
         limits,
@@ -71,6 +74,10 @@ pub fn router(pool: PgPool, limits: Limits, request_timeout: Duration) -> Router
         .fallback(problem::route_not_found)
         .method_not_allowed_fallback(|| async { problem::method_not_allowed() })
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            consistency::Checkpoint::follow(pool_for_checkpoint),
+            consistency::wait_for_token,
+        ))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
         .layer(axum::middleware::map_response(bare_errors_as_problems))
         .layer(cors)
