@@ -27,6 +27,9 @@ pub(crate) struct Claim {
     pub(crate) data: serde_json::Value,
     /// The stream sequence of the stored event; `None` while the publish is in flight.
     pub(crate) sequence: Option<u64>,
+    /// The point's version after the write, once stored.
+    #[serde(default)]
+    pub(crate) version: Option<u64>,
     pub(crate) claimed_at: DateTime<Utc>,
 }
 
@@ -191,6 +194,7 @@ mod tests {
             event_type: "PointCreated".to_owned(),
             data: serde_json::json!({}),
             sequence: None,
+            version: None,
             claimed_at: Utc::now(),
         };
         assert!(!claim.is_stale());

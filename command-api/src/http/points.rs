@@ -127,6 +127,7 @@ async fn create_once(
         event_type: envelope.event_type.clone(),
         data: envelope.data.clone(),
         sequence: None,
+        version: None,
         claimed_at: Utc::now(),
     };
     let revision = match store.claim(key, &claim).await.map_err(store_unavailable)? {
@@ -187,6 +188,7 @@ async fn create_once(
         }
     };
     claim.sequence = Some(accepted.sequence);
+    claim.version = Some(accepted.version);
     if let Err(error) = store.update(key, &claim, revision).await {
         // The event is stored; only a retry after the duplicate window would miss it, and
         // the stale-claim path finds the event on the point's subject then.
@@ -256,8 +258,12 @@ async fn patch_point(
         }));
     }
     let meta = metadata(&headers, key.as_deref());
+    let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let (accepted, replayed) =
-        change_point(&publisher, id, precondition, &events, &meta, key.as_deref()).await?;
+        change_once(&publisher, key.as_deref(), id, "PATCH", request, || {
+            change_point(&publisher, id, precondition, &events, &meta, key.as_deref())
+        })
+        .await?;
     record(&accepted);
     Ok(accepted.into_response(replayed))
 }
@@ -272,13 +278,22 @@ async fn delete_point(
     let key = idempotency_key(&headers)?;
     let precondition = if_match(&headers)?;
     let meta = metadata(&headers, key.as_deref());
-    let (accepted, replayed) = change_point(
+    let (accepted, replayed) = change_once(
         &publisher,
-        id,
-        precondition,
-        &[PointEvent::Deleted],
-        &meta,
         key.as_deref(),
+        id,
+        "DELETE",
+        serde_json::Value::Null,
+        || {
+            change_point(
+                &publisher,
+                id,
+                precondition,
+                &[PointEvent::Deleted],
+                &meta,
+                key.as_deref(),
+            )
+        },
     )
     .await?;
     record(&accepted);
@@ -416,6 +431,78 @@ async fn change_point(
         }
     }
     Err(ApiError::Contended)
+}
+
+/// Runs a change at most once per `Idempotency-Key` within the idempotency TTL: a retry
+/// gets the first result back; the same key with another request is a 422.
+///
+/// # Limitations
+/// A claim abandoned by a crashed request is taken over after a while and the change made
+/// again: a rename or move then lands twice (same values, one more version), a delete
+/// answers 410.
+async fn change_once<F, Fut>(
+    publisher: &Publisher,
+    key: Option<&str>,
+    point_id: Uuid,
+    kind: &str,
+    request: serde_json::Value,
+    change: F,
+) -> Result<(Accepted, bool), ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(Accepted, bool), ApiError>>,
+{
+    let Some(key) = key else {
+        return change().await;
+    };
+    let store = &publisher.idempotency;
+    let mut claim = Claim {
+        point_id,
+        event_type: kind.to_owned(),
+        data: request,
+        sequence: None,
+        version: None,
+        claimed_at: Utc::now(),
+    };
+    let revision = match store.claim(key, &claim).await.map_err(store_unavailable)? {
+        Claimed::New(revision) => revision,
+        Claimed::Existing(first, revision) => {
+            if first.point_id != point_id || first.event_type != kind || first.data != claim.data {
+                return Err(ApiError::IdempotencyKeyReused);
+            }
+            if let (Some(sequence), Some(version)) = (first.sequence, first.version) {
+                return Ok((
+                    Accepted {
+                        id: point_id,
+                        sequence,
+                        version,
+                    },
+                    true,
+                ));
+            }
+            if !first.is_stale() {
+                return Err(ApiError::InProgress);
+            }
+            store
+                .update(key, &claim, revision)
+                .await
+                .map_err(|_| ApiError::InProgress)?
+        }
+    };
+    match change().await {
+        Ok((accepted, replayed)) => {
+            claim.sequence = Some(accepted.sequence);
+            claim.version = Some(accepted.version);
+            if let Err(error) = store.update(key, &claim, revision).await {
+                tracing::warn!(error.message = %error, "idempotency claim not completed");
+            }
+            Ok((accepted, replayed))
+        }
+        Err(error) => {
+            store.release(key).await;
+            Err(error)
+        }
+    }
 }
 
 /// The point's last stream sequence and version, or why commands cannot apply to it.

@@ -125,3 +125,37 @@ async fn many_concurrent_requests_with_one_key_store_one_point() {
     assert_eq!(ids.len(), 1, "every accepted answer names the same point");
     assert_eq!(app.stream_messages().await, 1);
 }
+
+#[tokio::test]
+async fn a_rename_retried_after_the_duplicate_window_is_not_applied_twice() {
+    let app = spawn_app_with(Options {
+        duplicate_window_secs: Some(1),
+        ..Options::default()
+    })
+    .await;
+    let created: Accepted = app
+        .post_point(&json!({"longitude": 30.52, "latitude": 50.45, "name": "Kiev"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rename = || {
+        app.http
+            .patch(app.command.url(&format!("/points/{}", created.id)))
+            .header("idempotency-key", "rename-kyiv")
+            .json(&json!({"name": "Kyiv"}))
+            .send()
+    };
+    let first: Accepted = rename().await.unwrap().json().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let retry = rename().await.unwrap();
+    assert_eq!(retry.status(), 202);
+    assert!(retry.headers().contains_key("idempotent-replayed"));
+    let retry: Accepted = retry.json().await.unwrap();
+    assert_eq!((retry.sequence, retry.version), (first.sequence, 2));
+    assert_eq!(
+        app.stream_messages().await,
+        2,
+        "the creation and one rename"
+    );
+}
