@@ -440,6 +440,18 @@ fn describe_command_api(doc: &mut utoipa::openapi::OpenApi) {
         "/point".to_owned(),
         PathItem::new(PathItemType::Post, create_point()),
     );
+    let mut add = |path: &str, method: PathItemType, operation: Operation| {
+        doc.paths
+            .paths
+            .entry(path.to_owned())
+            .or_insert_with(|| PathItem::new(method.clone(), operation.clone()))
+            .operations
+            .insert(method, operation);
+    };
+    add("/points", PathItemType::Post, create_points());
+    add("/points/{id}", PathItemType::Patch, change_point(true));
+    add("/points/{id}", PathItemType::Delete, change_point(false));
+    add("/points/{id}/history", PathItemType::Get, point_history());
     let Some(status) = doc
         .paths
         .paths
@@ -462,6 +474,164 @@ fn describe_command_api(doc: &mut utoipa::openapi::OpenApi) {
     {
         content.schema = either.into();
     }
+}
+
+fn id_parameter() -> ParameterBuilder {
+    ParameterBuilder::new()
+        .name("id")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .schema(Some(
+            string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+        ))
+}
+
+fn key_parameter() -> ParameterBuilder {
+    ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "1 to 255 visible ASCII characters; a retry gets the first answer",
+        ))
+        .schema(Some(string().min_length(Some(1)).max_length(Some(255))))
+}
+
+fn accepted_response() -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description("Stored in JetStream; `ETag` and `Consistency-Token` name the write")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Ref::from_schema_name("Accepted"))
+                .build(),
+        )
+        .build()
+}
+
+/// command-api's `PATCH` (rename and/or move) or `DELETE` of one point.
+fn change_point(patch: bool) -> Operation {
+    let mut operation = OperationBuilder::new()
+        .tag("writes")
+        .operation_id(Some(if patch { "changePoint" } else { "deletePoint" }))
+        .summary(Some(if patch {
+            "Renames and/or moves a point (command-api)"
+        } else {
+            "Deletes a point (command-api)"
+        }))
+        .parameter(id_parameter())
+        .parameter(key_parameter())
+        .parameter(
+            ParameterBuilder::new()
+                .name("If-Match")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "An ETag of the point; the write applies only to that version",
+                ))
+                .schema(Some(string())),
+        )
+        .response("202", accepted_response())
+        .response("404", problem_response("No such point"))
+        .response("410", problem_response("The point was deleted"))
+        .response("412", problem_response("The point changed since If-Match"))
+        .response(
+            "503",
+            problem_response("Not known to be stored; retry with the same key"),
+        );
+    if patch {
+        let body = ObjectBuilder::new()
+            .property("name", string().min_length(Some(1)).max_length(Some(100)))
+            .property(
+                "longitude",
+                number().minimum(Some(-180.0)).maximum(Some(180.0)),
+            )
+            .property(
+                "latitude",
+                number().minimum(Some(-90.0)).maximum(Some(90.0)),
+            )
+            .description(Some("A new name, new coordinates (both), or both"));
+        operation = operation
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(body).build(),
+                    )
+                    .build(),
+            ))
+            .response("400", problem_response("Invalid fields"));
+    }
+    operation.build()
+}
+
+/// command-api's `POST /points`: a batch.
+fn create_points() -> Operation {
+    let body = OneOfBuilder::new()
+        .item(
+            ArrayBuilder::new()
+                .items(Ref::from_schema_name("NewPoint"))
+                .max_items(Some(1000)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .description(Some("A GeoJSON FeatureCollection of Point features"))
+                .property("type", string())
+                .property("features", ArrayBuilder::new().items(ObjectBuilder::new()))
+                .required("features"),
+        );
+    OperationBuilder::new()
+        .tag("writes")
+        .operation_id(Some("createPoints"))
+        .summary(Some(
+            "Creates up to 1,000 points; each item answered on its own (command-api)",
+        ))
+        .parameter(key_parameter())
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(Required::True))
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(body).build(),
+                )
+                .build(),
+        ))
+        .response(
+            "202",
+            ResponseBuilder::new()
+                .description(
+                    "`accepted`, `refused` and per item its `id` and `sequence` or `errors`",
+                )
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(ObjectBuilder::new()).build(),
+                )
+                .build(),
+        )
+        .response(
+            "400",
+            problem_response("No item is valid, or the body is not a batch"),
+        )
+        .build()
+}
+
+/// command-api's `GET /points/{id}/history`, read from the event stream.
+fn point_history() -> Operation {
+    OperationBuilder::new()
+        .tag("writes")
+        .operation_id(Some("getPointHistory"))
+        .summary(Some("A point's events, oldest first (command-api)"))
+        .parameter(id_parameter())
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("`id` and `events`: sequence, event_type, schema_version, version, occurred_at, data")
+                .content("application/json", ContentBuilder::new().schema(ObjectBuilder::new()).build())
+                .build(),
+        )
+        .response("404", problem_response("No such point"))
+        .build()
 }
 
 fn create_point() -> Operation {
@@ -621,6 +791,33 @@ mod tests {
         let limit = &doc["paths"]["/points"]["get"]["parameters"][3]["schema"];
         assert_eq!(limit["maximum"], 70.0);
         assert_eq!(limit["default"], 7);
+    }
+
+    #[test]
+    fn every_command_api_route_is_described_with_its_parameters() {
+        let doc = doc();
+        for (path, method) in [
+            ("/points", "post"),
+            ("/points/{id}", "patch"),
+            ("/points/{id}", "delete"),
+            ("/points/{id}/history", "get"),
+        ] {
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "{method} {path} is described"
+            );
+        }
+        assert!(
+            doc["paths"]["/points"]["get"].is_object(),
+            "the read beside it is kept"
+        );
+        let names: Vec<&str> = doc["paths"]["/points/{id}"]["patch"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["id", "Idempotency-Key", "If-Match"]);
     }
 
     #[test]
