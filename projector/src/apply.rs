@@ -253,7 +253,7 @@ async fn apply_change(
         }
     };
     if result.rows_affected() == 0 {
-        tracing::debug!(point.id = %id, event.version = version, "change already applied or point absent");
+        tracing::debug!(point.id = %id, event.version = version, "change already applied");
     }
     Ok(result.rows_affected())
 }

@@ -90,7 +90,8 @@ impl Worker {
             let consumer = match self.bind(&js).await {
                 Ok(consumer) => consumer,
                 Err(error) => {
-                    tracing::warn!(error.message = %format!("{error:#}"), "consumer not bound yet; retrying");
+                    let error = format!("{error:#}");
+                    tracing::warn!(error.message = %error, "consumer not bound yet; retrying");
                     sleep_or_stop(&mut stop, delay).await;
                     delay = next_backoff(delay);
                     continue;
@@ -98,7 +99,8 @@ impl Worker {
             };
             delay = Duration::from_millis(100);
             if let Err(error) = self.consume(&consumer, &mut session, &mut stop).await {
-                tracing::warn!(error.message = %format!("{error:#}"), "pulling events failed; binding again");
+                let error = format!("{error:#}");
+                tracing::warn!(error.message = %error, "pulling events failed; binding again");
                 sleep_or_stop(&mut stop, delay).await;
                 delay = next_backoff(delay);
             }

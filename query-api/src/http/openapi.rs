@@ -626,8 +626,14 @@ fn point_history() -> Operation {
         .response(
             "200",
             ResponseBuilder::new()
-                .description("`id` and `events`: sequence, event_type, schema_version, version, occurred_at, data")
-                .content("application/json", ContentBuilder::new().schema(ObjectBuilder::new()).build())
+                .description(
+                    "`id` and `events`: sequence, event_type, schema_version, version, \
+                     occurred_at, data",
+                )
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(ObjectBuilder::new()).build(),
+                )
                 .build(),
         )
         .response("404", problem_response("No such point"))
