@@ -334,11 +334,7 @@ impl Publisher {
 
     /// Reads the event stored at `sequence`.
     pub(crate) async fn stored_event(&self, sequence: u64) -> anyhow::Result<EventEnvelope> {
-        let stream = self
-            .js
-            .get_stream_no_info(&self.spec.name)
-            .await
-            .with_context(|| format!("opening stream {}", self.spec.name))?;
+        let stream = self.stream().await?;
         let message = stream
             .get_raw_message(sequence)
             .await

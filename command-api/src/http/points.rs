@@ -224,7 +224,7 @@ async fn publish_creation(
                 .stored_event(sequence)
                 .await
                 .map_err(ApiError::Internal)?;
-            if first.event_type != envelope.event_type || first.data != envelope.data {
+            if !same_write(&first, envelope) {
                 return Err(ApiError::IdempotencyKeyReused);
             }
             Ok(Accepted {
@@ -400,7 +400,7 @@ async fn change_point(
                         .stored_event(stored)
                         .await
                         .map_err(ApiError::Internal)?;
-                    if first.event_type != envelope.event_type || first.data != envelope.data {
+                    if !same_write(&first, &envelope) {
                         return Err(ApiError::IdempotencyKeyReused);
                     }
                     sequence = stored;
@@ -512,6 +512,12 @@ async fn current(publisher: &Publisher, id: Uuid) -> Result<(u64, u64), ApiError
         Some((_, last)) if last.event_type == POINT_DELETED => Err(ApiError::Gone),
         Some((sequence, last)) => Ok((sequence, last.aggregate_version)),
     }
+}
+
+/// Whether a stored event is the write a retry asks for again: an idempotency key promises
+/// the same outcome for the same request, not for any request.
+fn same_write(first: &EventEnvelope, retry: &EventEnvelope) -> bool {
+    first.event_type == retry.event_type && first.data == retry.data
 }
 
 fn point_id(raw: &str) -> Result<Uuid, ApiError> {

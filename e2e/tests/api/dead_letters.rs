@@ -4,7 +4,6 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use geoledger_common::config::DatabaseConfig;
 use geoledger_common::event::{EventEnvelope, Metadata};
 use geoledger_common::point::NewPoint;
 
@@ -27,10 +26,7 @@ fn creation(point: Uuid, name: &str) -> Vec<u8> {
 }
 
 fn projector_config(app: &TestApp) -> projector::Config {
-    let database = DatabaseConfig {
-        url: app.database_url.parse().expect("infallible"),
-        max_connections: 2,
-    };
+    let database = app.database_config(2);
     projector::Config::new(
         app.nats.clone(),
         database,

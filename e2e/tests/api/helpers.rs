@@ -241,6 +241,17 @@ pub(crate) struct PointDto {
 }
 
 impl TestApp {
+    /// The test's database, for starting more services against it.
+    pub(crate) fn database_config(&self, max_connections: u32) -> DatabaseConfig {
+        DatabaseConfig {
+            url: self
+                .database_url
+                .parse()
+                .expect("any text is a URL to keep"),
+            max_connections,
+        }
+    }
+
     pub(crate) fn spec(&self) -> StreamSpec {
         self.nats.stream_spec()
     }

@@ -5,8 +5,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use geoledger_common::config::DatabaseConfig;
-
 use crate::helpers::{Accepted, PointDto, spawn_app, start_projector};
 
 #[tokio::test]
@@ -31,10 +29,7 @@ async fn a_read_with_the_token_waits_for_a_paused_projector_and_then_sees_the_wr
         .send();
     let resume = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let database = DatabaseConfig {
-            url: app.database_url.parse().unwrap(),
-            max_connections: 2,
-        };
+        let database = app.database_config(2);
         start_projector(&app.nats, &database).await
     };
     let start = Instant::now();

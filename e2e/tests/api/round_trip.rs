@@ -11,10 +11,7 @@ use crate::helpers::{
 async fn paris_written_through_haproxy_reads_back_bit_for_bit() {
     let app = spawn_app().await;
     let second_command = start_command_api(&app.nats).await;
-    let database = geoledger_common::config::DatabaseConfig {
-        url: app.database_url.parse().unwrap(),
-        max_connections: 2,
-    };
+    let database = app.database_config(2);
     let second_query = start_query_api(&database).await;
     let haproxy = OwnHaproxy::start(
         [app.command.addr, second_command.addr],
