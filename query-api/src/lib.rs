@@ -23,15 +23,26 @@ use tokio::net::TcpListener;
 use geoledger_common::config::{DatabaseConfig, SecretUrl};
 use geoledger_common::telemetry::LogFormat;
 
-pub use crate::http::{Limits, router};
+pub use crate::http::{Limits, page_statement, router};
+
+/// Settings of every database session query-api opens, public so that the read benchmark
+/// explains its statements under the same ones.
+///
+/// PostGIS declares its functions expensive, so a radius search of a few hundred kilometres
+/// is estimated above `jit_above_cost`; compiling it then took longer (0.6-0.9 s) than running
+/// it. Reads here are short, so JIT never pays off. Parallel workers likewise: a large bbox
+/// page walks the primary key for 0.4 ms, but starting two workers for it took 50-120 ms (the
+/// read benchmark at 1M rows).
+pub const SESSION_OPTIONS: [(&str, &str); 2] =
+    [("jit", "off"), ("max_parallel_workers_per_gather", "0")];
 
 /// Points `GET /points` returns when the request names no `limit`.
 pub const DEFAULT_LIMIT: u32 = 100;
 /// Most points one `GET /points` returns; a larger `limit` is lowered to this.
 pub const MAX_LIMIT: u32 = 1000;
-/// Largest `radius` of `GET /points?near=…`, in metres. Each page of a radius search sorts
-/// every point within the radius, so the cap bounds the work of one request; see the
-/// `/points` module for the measured cost.
+/// Largest `radius` of `GET /points?near=…`, in metres. A page of a radius search re-reads
+/// the points of the pages before it, so the cap bounds how much work the deepest page of a
+/// walk can ask for; see the `/points` module for the measured cost.
 pub const MAX_RADIUS_METRES: f64 = 1_000_000.0;
 /// Longest a request may take before it is answered 503, in seconds.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
@@ -131,13 +142,7 @@ impl App {
         let connect_options = PgConnectOptions::from_str(config.database.url.expose())
             .context("parsing the database URL")?
             .application_name("query-api")
-            // PostGIS declares its functions expensive, so a radius search of a few hundred
-            // kilometres is estimated above `jit_above_cost`; compiling it then took longer
-            // (0.6-0.9 s) than running it. Reads here are short, so JIT never pays off.
-            // Parallel workers likewise: a large bbox page walks the primary key for 0.4 ms,
-            // but starting two workers for it took 50-120 ms (the read benchmark at 1M rows).
-            // The largest radius searches lose about a third of their speed without them.
-            .options([("jit", "off"), ("max_parallel_workers_per_gather", "0")]);
+            .options(SESSION_OPTIONS);
         let pool = PgPoolOptions::new()
             .max_connections(config.database.max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -81,8 +81,8 @@ pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
     Ok(PgConnectOptions::from_str(url)
         .context("parsing the database URL")?
         .application_name("bench-reads")
-        // query-api turns JIT off for the same reason: it costs more than these reads.
-        .options([("jit", "off")]))
+        // The session query-api's own would be, so that the plans explained are its plans.
+        .options(query_api::SESSION_OPTIONS))
 }
 
 /// A pool of one connection on the benchmark database. One, so that the statements checked

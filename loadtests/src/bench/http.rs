@@ -68,8 +68,6 @@ struct Listed {
 pub struct DeepCursor {
     /// The opaque cursor from a `next` link.
     pub cursor: String,
-    /// The id of the last point before it, which the cursor stands for.
-    pub after: Uuid,
     /// Requests the walk took.
     pub pages: u64,
     /// Time the walk took.
@@ -85,7 +83,7 @@ pub async fn deep_cursor(
     skip: u64,
 ) -> anyhow::Result<DeepCursor> {
     let started = Instant::now();
-    let (mut cursor, mut after, mut pages) = (None::<String>, None, 0);
+    let (mut cursor, mut pages) = (None::<String>, 0);
     let mut remaining = skip;
     while remaining > 0 {
         let limit = remaining.min(WALK_PAGE);
@@ -97,19 +95,17 @@ pub async fn deep_cursor(
         let next = next_cursor(response.headers());
         let page: Vec<Listed> = response.json().await.context("reading a page of points")?;
         pages += 1;
-        let (Some(next), Some(last)) = (next, page.last()) else {
+        let (Some(next), false) = (next, page.is_empty()) else {
             bail!("the walk ended after {pages} pages, before passing {skip} points");
         };
         remaining = remaining.saturating_sub(page.len() as u64);
         cursor = Some(next);
-        after = Some(last.id);
     }
-    let (Some(cursor), Some(after)) = (cursor, after) else {
+    let Some(cursor) = cursor else {
         bail!("the deep page must start after at least one point");
     };
     Ok(DeepCursor {
         cursor,
-        after,
         pages,
         elapsed: started.elapsed(),
     })

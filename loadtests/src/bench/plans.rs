@@ -1,15 +1,19 @@
-//! The plans PostgreSQL picks for the timed reads, and a check that the mirrored SQL still
-//! answers what query-api answers.
+//! The plans PostgreSQL picks for the timed reads, and a check that the statement explained
+//! answers what query-api answered over HTTP.
 
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::queries::{PAGE, ReadQuery};
 
-/// The ids the mirrored statement returns, without the extra row that only signals a next
-/// page: what the HTTP answer lists, if the mirror is faithful.
-pub async fn mirrored_ids(pool: &PgPool, query: ReadQuery, after: Uuid) -> sqlx::Result<Vec<Uuid>> {
-    let mut sql = query.sql(after);
+/// The ids the statement returns, without the extra row that only signals a next page: what
+/// the HTTP answer lists, unless the table changed or the session differs from query-api's.
+pub async fn statement_ids(
+    pool: &PgPool,
+    query: ReadQuery,
+    cursor: &str,
+) -> anyhow::Result<Vec<Uuid>> {
+    let mut sql = query.statement("", cursor)?;
     let rows: Vec<(Uuid,)> = sql
         .build_query_as()
         .persistent(false)
@@ -22,15 +26,15 @@ pub async fn mirrored_ids(pool: &PgPool, query: ReadQuery, after: Uuid) -> sqlx:
         .collect())
 }
 
-/// `EXPLAIN (ANALYZE, BUFFERS)` of the mirrored statement, one line per element. It is sent
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the statement, one line per element. It is sent
 /// unprepared with its binds, as query-api sends it, so the plan is made for these values.
-pub async fn explain(pool: &PgPool, query: ReadQuery, after: Uuid) -> sqlx::Result<Vec<String>> {
-    query
-        .explained(after)
+pub async fn explain(pool: &PgPool, query: ReadQuery, cursor: &str) -> anyhow::Result<Vec<String>> {
+    Ok(query
+        .statement("EXPLAIN (ANALYZE, BUFFERS) ", cursor)?
         .build_query_scalar()
         .persistent(false)
         .fetch_all(pool)
-        .await
+        .await?)
 }
 
 /// The indexes a plan reads, in order of appearance, or `seq scan` when it reads the table

@@ -1,8 +1,8 @@
 //! The reads the benchmark times: each as the request a client sends, and as the SQL
-//! query-api runs for it, mirrored here so that its plan can be shown.
+//! query-api runs for it, so that its plan can be shown.
 
+use anyhow::{Context as _, anyhow};
 use sqlx::{Postgres, QueryBuilder};
-use uuid::Uuid;
 
 /// Points per timed page: query-api's default.
 pub const PAGE: u32 = 100;
@@ -66,53 +66,23 @@ impl ReadQuery {
         format!("/points?limit={PAGE}{query}")
     }
 
-    /// The statement query-api runs for [`ReadQuery::path`], with the same binds: the page
-    /// plus one row that only tells whether a next page exists. `after` is the id the deep
-    /// page's cursor holds.
+    /// The statement query-api runs for [`ReadQuery::path`], with the same binds, after
+    /// `head`: the page plus one row that only tells whether a next page exists. It comes from
+    /// query-api itself ([`query_api::page_statement`]), so the plan shown is the one it gets.
     ///
-    /// This mirrors `page_query` in query-api's `src/http/points/select.rs`, which is private
-    /// to that crate. The benchmark compares the ids this statement returns with those of the
-    /// HTTP answer, so a mirror that falls out of step is reported rather than trusted.
-    #[must_use]
-    pub fn sql(self, after: Uuid) -> QueryBuilder<'static, Postgres> {
-        self.statement("", after)
-    }
-
-    /// [`ReadQuery::sql`] under `EXPLAIN (ANALYZE, BUFFERS)`.
-    #[must_use]
-    pub fn explained(self, after: Uuid) -> QueryBuilder<'static, Postgres> {
-        self.statement("EXPLAIN (ANALYZE, BUFFERS) ", after)
-    }
-
-    fn statement(self, head: &str, after: Uuid) -> QueryBuilder<'static, Postgres> {
-        let mut sql = QueryBuilder::new(head);
-        sql.push("SELECT id, name, ST_X(geom) AS longitude, ST_Y(geom) AS latitude, updated_at, ");
-        if self == Self::Radius {
-            push_distance(&mut sql);
-        } else {
-            sql.push("NULL::float8");
-        }
-        sql.push(" AS distance FROM points WHERE TRUE");
-        match self {
-            Self::FirstPage => {}
-            Self::DeepPage => {
-                sql.push(" AND id < ").push_bind(after);
-            }
-            Self::CityBox => push_box(&mut sql, CITY_BOX),
-            Self::ContinentBox => push_box(&mut sql, CONTINENT_BOX),
-            Self::Radius => {
-                sql.push(" AND ST_DWithin(geom::geography, ");
-                push_centre(&mut sql);
-                sql.push(", ").push_bind(RADIUS_METRES).push(", true)");
-            }
-        }
-        if self == Self::Radius {
-            sql.push(" ORDER BY distance, id");
-        } else {
-            sql.push(" ORDER BY id DESC");
-        }
-        sql.push(" LIMIT ").push_bind(i64::from(PAGE) + 1);
-        sql
+    /// # Errors
+    /// When query-api would refuse the request (a cursor it cannot read, say).
+    pub fn statement(
+        self,
+        head: &str,
+        cursor: &str,
+    ) -> anyhow::Result<QueryBuilder<'static, Postgres>> {
+        let url = reqwest::Url::parse("http://bench.invalid")?.join(&self.path(cursor))?;
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let limits = query_api::Limits::new(query_api::DEFAULT_LIMIT, query_api::MAX_LIMIT)
+            .context("query-api's default limits")?;
+        query_api::page_statement(head, &pairs, limits)
+            .map_err(|reasons| anyhow!("query-api refuses {}: {reasons}", self.path(cursor)))
     }
 }
 
@@ -122,32 +92,6 @@ fn join(values: &[f64]) -> String {
         .map(f64::to_string)
         .collect::<Vec<_>>()
         .join(",")
-}
-
-fn push_distance(sql: &mut QueryBuilder<'static, Postgres>) {
-    sql.push("ST_Distance(geom::geography, ");
-    push_centre(sql);
-    sql.push(", true)");
-}
-
-fn push_centre(sql: &mut QueryBuilder<'static, Postgres>) {
-    sql.push("ST_SetSRID(ST_MakePoint(")
-        .push_bind(CENTRE.0)
-        .push(", ")
-        .push_bind(CENTRE.1)
-        .push("), 4326)::geography");
-}
-
-fn push_box(sql: &mut QueryBuilder<'static, Postgres>, [west, south, east, north]: [f64; 4]) {
-    sql.push(" AND ST_Intersects(geom, ST_SetSRID(ST_Envelope(ST_MakeLine(ST_MakePoint(")
-        .push_bind(west)
-        .push(", ")
-        .push_bind(south)
-        .push("), ST_MakePoint(")
-        .push_bind(east)
-        .push(", ")
-        .push_bind(north)
-        .push("))), 4326))");
 }
 
 #[cfg(test)]
@@ -173,10 +117,16 @@ mod tests {
 
     #[test]
     fn only_the_radius_search_orders_by_distance() {
-        for query in ReadQuery::ALL {
-            let text = query.sql(Uuid::nil()).into_sql();
+        for query in [
+            ReadQuery::FirstPage,
+            ReadQuery::CityBox,
+            ReadQuery::ContinentBox,
+            ReadQuery::Radius,
+        ] {
+            let text = query.statement("", "").unwrap().into_sql();
             let by_distance = text.contains("ORDER BY distance, id LIMIT");
             assert_eq!(by_distance, query == ReadQuery::Radius, "{text}");
         }
+        assert!(ReadQuery::DeepPage.statement("", "not-a-cursor").is_err());
     }
 }

@@ -13,7 +13,7 @@ use clap::Parser;
 
 use loadtests::bench::database::{self, parse_database_name};
 use loadtests::bench::http::{Server, deep_cursor, time_get};
-use loadtests::bench::plans::{access_paths, explain, mirrored_ids};
+use loadtests::bench::plans::{access_paths, explain, statement_ids};
 use loadtests::bench::queries::{PAGE, ReadQuery};
 use loadtests::bench::report::{Comparison, Machine, SizeFigures, millis, size_label};
 use loadtests::bench::synthetic::{Generator, JITTER_DEGREES};
@@ -176,14 +176,14 @@ async fn bench_size(bench: &Bench<'_>, size: u64) -> anyhow::Result<(SizeFigures
     for query in ReadQuery::ALL {
         let path = query.path(&deep.cursor);
         let timed = time_get(&bench.client, &server, &path, bench.warmup, bench.repeat).await?;
-        if mirrored_ids(&bench.pool, query, deep.after).await? != timed.ids {
+        if statement_ids(&bench.pool, query, &deep.cursor).await? != timed.ids {
             println!(
-                "  warning: the SQL mirrored for {} lists other points than query-api; \
-                 its plan below may not be the one query-api gets",
+                "  warning: the statement explained for {} lists other points than \
+                 query-api did; its plan below may not be the one query-api gets",
                 query.label()
             );
         }
-        let lines = explain(&bench.pool, query, deep.after).await?;
+        let lines = explain(&bench.pool, query, &deep.cursor).await?;
         access.push(access_paths(&lines));
         println!(
             "  {:<13} {:>4} rows  min {}  median {}  p95 {}  max {}",

@@ -33,7 +33,7 @@ use geoledger_common::projection::CONSISTENCY_TOKEN;
 
 use crate::error::ApiError;
 
-pub use self::points::Limits;
+pub use self::points::{Limits, page_statement};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -148,7 +148,19 @@ pub(crate) fn document(points_limits: Limits) -> utoipa::openapi::OpenApi {
                 .iter()
                 .map(|name| query_parameter(name, route, limits)),
         );
+        parameters.extend(consistency_parameters());
         operation.parameters = Some(parameters);
+        operation
+            .responses
+            .responses
+            .entry("503".to_owned())
+            .or_insert_with(|| {
+                problem_response(
+                    "The database cannot answer now, or the projection has not reached the \
+                     consistency token within 5 s (`Retry-After` says when to try again)",
+                )
+                .into()
+            });
     }
     describe_command_api(&mut doc);
     let components = doc.components.get_or_insert_with(Default::default);
@@ -228,6 +240,37 @@ impl Route {
     }
 }
 
+/// The read-your-writes token every read takes (see `http::consistency`): a middleware strips
+/// it before the route sees its parameters, so it is in no route's list.
+fn consistency_parameters() -> [Parameter; 2] {
+    let description = "The `Consistency-Token` a write answered with (its stream sequence): \
+        the read waits up to 5 s until the projection has reached it, else 503. Header and \
+        parameter may be given together; the larger token counts.";
+    let token = || number_schema_integer().minimum(Some(0.0));
+    [
+        ParameterBuilder::new()
+            .name("consistency_token")
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(token()))
+            .build(),
+        ParameterBuilder::new()
+            .name("Consistency-Token")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(token()))
+            .build(),
+    ]
+}
+
+fn number_schema_integer() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+}
+
 fn form(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
     ParameterBuilder::new()
         .name(name)
@@ -304,7 +347,8 @@ fn query_parameter(name: &str, route: Route, limits: Limits) -> Parameter {
         // which utoipa 4's builder cannot (it writes 3.1's number), so the text says it.
         "radius" => form(
             "radius",
-            "Metres on the WGS 84 spheroid from `near`, above 0; needs `near`.",
+            "Metres from `near` along a great circle of a sphere of radius 6,371,008.8 m \
+             (within about 0.5 % of the WGS 84 spheroid), above 0; needs `near`.",
             number().minimum(Some(0.0)).maximum(Some(MAX_RADIUS_METRES)),
         ),
         "cursor" => form(
@@ -497,9 +541,21 @@ fn key_parameter() -> ParameterBuilder {
         .schema(Some(string().min_length(Some(1)).max_length(Some(255))))
 }
 
+/// The answer's stream sequence, for a read that must see this write.
+fn consistency_token_header() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(number_schema_integer())
+        .description(Some(
+            "The write's stream sequence; send it back with a read (header or \
+             `consistency_token`) to read this write or a later state",
+        ))
+        .build()
+}
+
 fn accepted_response() -> utoipa::openapi::Response {
     ResponseBuilder::new()
         .description("Stored in JetStream; `ETag` and `Consistency-Token` name the write")
+        .header("Consistency-Token", consistency_token_header())
         .content(
             "application/json",
             ContentBuilder::new()
@@ -660,6 +716,7 @@ fn create_point() -> Operation {
                 .description(Some("The point's version as of this write"))
                 .build(),
         )
+        .header("Consistency-Token", consistency_token_header())
         .header(
             "Idempotent-Replayed",
             HeaderBuilder::new()
@@ -760,7 +817,19 @@ mod tests {
             .chain([("/api", METADATA_PARAMS)].iter())
         {
             assert!(doc["paths"][path]["get"].is_object(), "{path} is described");
-            assert_eq!(query_names(&doc, path), *names, "{path}");
+            let mut expected: Vec<&str> = names.to_vec();
+            expected.push("consistency_token");
+            assert_eq!(query_names(&doc, path), expected, "{path}");
+            let get = &doc["paths"][path]["get"];
+            assert!(
+                get["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["in"] == "header" && p["name"] == "Consistency-Token"),
+                "{path} declares the Consistency-Token header"
+            );
+            assert!(get["responses"]["503"].is_object(), "{path} may answer 503");
         }
     }
 
@@ -824,6 +893,20 @@ mod tests {
             .map(|p| p["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["id", "Idempotency-Key", "If-Match"]);
+    }
+
+    #[test]
+    fn writes_name_the_consistency_token_they_answer_with() {
+        let doc = doc();
+        let post = &doc["paths"]["/point"]["post"]["responses"]["202"]["headers"];
+        assert!(post["Consistency-Token"].is_object(), "{post}");
+        let delete = &doc["paths"]["/points/{id}"]["delete"]["responses"];
+        let accepted = delete
+            .as_object()
+            .unwrap()
+            .values()
+            .find(|r| r["headers"]["Consistency-Token"].is_object());
+        assert!(accepted.is_some(), "{delete}");
     }
 
     #[test]

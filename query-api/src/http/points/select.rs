@@ -6,8 +6,9 @@
 //!   `points_geom_gist`) plus the exact test, so a point on an edge or corner is inside. A box
 //!   across the antimeridian is two boxes joined by `OR`, which becomes a `BitmapOr` of two
 //!   index scans.
-//! - `near`: `ST_DWithin` on `geom::geography`, which PostGIS expands into `&&` against the
-//!   expression index `points_geog_gist`; the page is sorted by the exact distance, then id.
+//! - `near`: a nearest-neighbour scan of the expression index `points_geog_gist` (`<->` on
+//!   `geom::geography`) bounded by `ST_DWithin`, which PostGIS expands into `&&` against the
+//!   same index; see [`push_nearest`].
 //! - `datetime`: a range on `updated_at`, which `points_updated_at` can serve; the planner
 //!   weighs it against walking the primary key.
 //!
@@ -29,37 +30,107 @@ pub(crate) async fn select_page(
     after: Option<Position>,
     limit: u32,
 ) -> sqlx::Result<Vec<ListedPoint>> {
-    page_query(filters, after, limit)
+    page_query("", filters, after, limit)
         .build_query_as()
         .persistent(false)
         .fetch_all(executor)
         .await
 }
 
-fn page_query(
+pub(crate) fn page_query(
+    head: &str,
     filters: &Filters,
     after: Option<Position>,
     limit: u32,
 ) -> QueryBuilder<'static, Postgres> {
-    let mut sql = QueryBuilder::new(
-        "SELECT id, name, ST_X(geom) AS longitude, ST_Y(geom) AS latitude, updated_at, ",
+    let mut sql = QueryBuilder::new(head);
+    if let Some(near) = &filters.near {
+        push_nearest(&mut sql, filters, near, after, limit);
+        return sql;
+    }
+    sql.push(
+        "SELECT id, name, ST_X(geom) AS longitude, ST_Y(geom) AS latitude, updated_at, \
+         NULL::float8 AS distance FROM points WHERE TRUE",
     );
-    match &filters.near {
-        Some(near) => push_distance(&mut sql, near),
-        None => {
-            sql.push("NULL::float8");
+    push_box_and_time(&mut sql, filters);
+    match after {
+        None => {}
+        Some(Position::Newest { last_id }) => {
+            sql.push(" AND id < ").push_bind(last_id);
+        }
+        // `list_params` only lets a cursor through when its order is the filters' order.
+        Some(Position::Nearest { .. }) => {
+            sql.push(" AND FALSE");
         }
     }
+    sql.push(" ORDER BY id DESC LIMIT ")
+        .push_bind(i64::from(limit) + 1);
+    sql
+}
+
+/// Nearest first, as two steps. The inner query walks `points_geog_gist` in distance order
+/// (`<->` on geography, a k-nearest-neighbour index scan) and stops after the page plus every
+/// point tied with its last distance (`WITH TIES`); the outer one orders that handful by
+/// distance, then id. The index cannot order by `(distance, id)` itself, and without the ties
+/// the cut could fall between two points at the same distance and the cursor would skip one.
+/// A page thus reads about as many index entries as it returns, however many points lie in
+/// the radius, except that the points of earlier pages are read again and skipped: page `k`
+/// of a walk costs about `k` pages' worth.
+fn push_nearest(
+    sql: &mut QueryBuilder<'static, Postgres>,
+    filters: &Filters,
+    near: &Near,
+    after: Option<Position>,
+    limit: u32,
+) {
+    let rows = i64::from(limit) + 1;
+    sql.push(
+        "SELECT id, name, ST_X(geom) AS longitude, ST_Y(geom) AS latitude, updated_at, \
+         distance FROM (SELECT id, name, geom, updated_at, ",
+    );
+    push_distance(sql, near);
     sql.push(" AS distance FROM points WHERE TRUE");
+    push_box_and_time(sql, filters);
+    // Sphere, like `<->`: the radius and the order must use the same distance, or a point
+    // just inside one and outside the other would be listed out of order.
+    sql.push(" AND ST_DWithin(geom::geography, ");
+    push_centre(sql, near);
+    sql.push(", ")
+        .push_bind(near.radius_metres)
+        .push(", false)");
+    match after {
+        None => {}
+        Some(Position::Nearest {
+            last_distance,
+            last_id,
+        }) => {
+            // The distance is computed again rather than compared within a tolerance: the
+            // same function over the same doubles gives the same bits, so the row that ended
+            // the previous page is excluded exactly and nothing after it is lost.
+            sql.push(" AND (");
+            push_distance(sql, near);
+            sql.push(", id) > (")
+                .push_bind(last_distance)
+                .push("::float8, ")
+                .push_bind(last_id)
+                .push(")");
+        }
+        Some(Position::Newest { .. }) => {
+            sql.push(" AND FALSE");
+        }
+    }
+    sql.push(" ORDER BY ");
+    push_distance(sql, near);
+    sql.push(" FETCH FIRST (")
+        .push_bind(rows)
+        .push(") ROWS WITH TIES) AS nearest ORDER BY distance, id LIMIT ")
+        .push_bind(rows);
+}
+
+fn push_box_and_time(sql: &mut QueryBuilder<'static, Postgres>, filters: &Filters) {
     if let Some(bbox) = &filters.bbox {
         sql.push(" AND ");
-        push_bbox(&mut sql, bbox);
-    }
-    if let Some(near) = &filters.near {
-        // `use_spheroid` true: the same WGS 84 spheroid as the distance that orders the page.
-        sql.push(" AND ST_DWithin(geom::geography, ");
-        push_centre(&mut sql, near);
-        sql.push(", ").push_bind(near.radius_metres).push(", true)");
+        push_bbox(sql, bbox);
     }
     if let Some(updated) = &filters.updated {
         if let Some(start) = updated.start_micros() {
@@ -69,48 +140,14 @@ fn page_query(
             sql.push(" AND updated_at <= ").push_bind(end);
         }
     }
-    match (after, &filters.near) {
-        (None, _) => {}
-        (Some(Position::Newest { last_id }), _) => {
-            sql.push(" AND id < ").push_bind(last_id);
-        }
-        (
-            Some(Position::Nearest {
-                last_distance,
-                last_id,
-            }),
-            Some(near),
-        ) => {
-            // The distance is computed again rather than compared within a tolerance: the
-            // same function over the same doubles gives the same bits, so the row that ended
-            // the previous page is excluded exactly and nothing after it is lost.
-            sql.push(" AND (");
-            push_distance(&mut sql, near);
-            sql.push(", id) > (")
-                .push_bind(last_distance)
-                .push("::float8, ")
-                .push_bind(last_id)
-                .push(")");
-        }
-        // `list_params` only lets a cursor through when its order is the filters' order.
-        (Some(Position::Nearest { .. }), None) => {
-            sql.push(" AND FALSE");
-        }
-    }
-    if filters.near.is_some() {
-        sql.push(" ORDER BY distance, id");
-    } else {
-        sql.push(" ORDER BY id DESC");
-    }
-    sql.push(" LIMIT ").push_bind(i64::from(limit) + 1);
-    sql
 }
 
-/// The distance in metres on the WGS 84 spheroid (`ST_Distance`'s default for geography).
+/// The distance in metres on the sphere PostGIS uses for geography (the WGS 84 mean radius,
+/// 6,371,008.8 m), as `<->` computes it: the operator the nearest-neighbour index scan orders
+/// by, so the order, the cursor and the listed distance are one and the same number.
 fn push_distance(sql: &mut QueryBuilder<'static, Postgres>, near: &Near) {
-    sql.push("ST_Distance(geom::geography, ");
+    sql.push("geom::geography <-> ");
     push_centre(sql, near);
-    sql.push(", true)");
 }
 
 fn push_centre(sql: &mut QueryBuilder<'static, Postgres>, near: &Near) {
@@ -162,7 +199,7 @@ mod tests {
     use super::*;
 
     fn sql(filters: &Filters, after: Option<Position>) -> String {
-        page_query(filters, after, 10).into_sql()
+        page_query("", filters, after, 10).into_sql()
     }
 
     #[test]
@@ -240,6 +277,7 @@ mod tests {
         );
         assert!(text.contains("ST_DWithin(geom::geography, "), "{text}");
         assert!(text.contains(", id) > ("), "{text}");
-        assert!(text.ends_with(" ORDER BY distance, id LIMIT $10"), "{text}");
+        assert!(text.contains("ROWS WITH TIES) AS nearest"), "{text}");
+        assert!(text.ends_with(" ORDER BY distance, id LIMIT $13"), "{text}");
     }
 }
