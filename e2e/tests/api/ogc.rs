@@ -1,6 +1,7 @@
 //! OGC API – Features over real places loaded straight into the read model: the documents a
 //! GIS client reads first, paging, filters, problems, validators, the OpenAPI description,
-//! and two real clients, GDAL's OAPIF driver (as QGIS users run it) and `OWSLib`.
+//! and two real clients, GDAL's OAPIF driver (as QGIS users run it) and `OWSLib`, also
+//! through HAProxy in front of two instances.
 //!
 //! Coordinates are compared bit for bit after JSON; see `reads` for why that is sound.
 
@@ -12,7 +13,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    Accepted, Place, TestApp, all_places, client_program, copy_places, sample_places, spawn_app,
+    Accepted, OwnHaproxy, Place, TestApp, all_places, client_program, copy_places, sample_places,
+    spawn_app, start_command_api, start_query_api,
 };
 
 const GEO_JSON: &str = "application/geo+json";
@@ -787,4 +789,62 @@ async fn owslib_lists_the_collection_and_pages_through_a_box_to_its_end() {
         .collect();
     assert_eq!(summary["total"], reference.len());
     assert_eq!(ids, reference);
+}
+
+#[tokio::test]
+async fn gis_clients_page_through_haproxy_with_links_that_stay_behind_it() {
+    let app = spawn_app().await;
+    let second_command = start_command_api(&app.nats).await;
+    let second_query = start_query_api(&app.database_config(2)).await;
+    let haproxy = OwnHaproxy::start(
+        [app.command.addr, second_command.addr],
+        [app.query.addr, second_query.addr],
+    )
+    .await;
+    copy_places(&app.pool, &places_in("LU")).await;
+    let stored = reference_ids(&app, "TRUE").await;
+    assert!(stored.len() > 100, "{} places in Luxembourg", stored.len());
+
+    // Every link a client follows must point at HAProxy, not at the instance that answered.
+    let landing: Value = get(&app, &format!("{}/", haproxy.url()), &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    for rel in ["self", "service-desc", "conformance", "data"] {
+        let href = link(&landing, rel).unwrap_or_else(|| panic!("{rel}: {landing}"))["href"]
+            .as_str()
+            .unwrap();
+        assert!(href.starts_with(&haproxy.url()), "{rel}: {href}");
+    }
+    let api = get(&app, &format!("{}/api", haproxy.url()), &[]).await;
+    assert_eq!(api.status(), 200);
+    assert_eq!(header(&api, "content-type"), OPENAPI_JSON);
+
+    let mut target = Some(format!("{}{ITEMS}?limit=40", haproxy.url()));
+    let mut features = Vec::new();
+    while let Some(url) = target {
+        assert!(url.starts_with(&haproxy.url()), "{url}");
+        let response = get(&app, &url, &[]).await;
+        assert_eq!(response.status(), 200, "GET {url}");
+        assert_eq!(header(&response, "content-type"), GEO_JSON, "GET {url}");
+        let page: Value = response.json().await.unwrap();
+        features.extend(features_of(&page).iter().cloned());
+        target = link(&page, "next").map(|next| next["href"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(feature_ids(&features), stored);
+
+    let source = format!("OAPIF:{}/collections/points", haproxy.url());
+    let ogrinfo = client_program("GEOLEDGER_TEST_OGRINFO", "ogrinfo");
+    let info = run_client(
+        &ogrinfo,
+        &["-ro", "-so", "-al", "-oo", "PAGE_SIZE=50", &source],
+    )
+    .await;
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.contains(&format!("Feature Count: {}", stored.len())),
+        "{info}"
+    );
+    haproxy.stop().await;
 }
