@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{Error as _, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
 /// Longest point name, in Unicode scalar values (the read model column is `VARCHAR(100)`, which
@@ -21,7 +23,8 @@ pub struct Longitude(f64);
 #[serde(transparent)]
 pub struct Latitude(f64);
 
-/// A point's name: trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control characters.
+/// A point's name: trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control characters, no
+/// bidirectional overrides, and something visible.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct PointName(String);
@@ -49,6 +52,47 @@ pub enum InvalidValue {
     /// The name holds a control character (including line breaks and tabs).
     #[error("must not contain control characters")]
     ControlCharacter,
+    /// The name holds a bidirectional embedding, override or isolate, which can make a name
+    /// display as something else than it is (a map label reading backwards, a spoofed name).
+    /// The plain marks U+200E and U+200F, which mixed-script names use, are allowed.
+    #[error("must not contain bidirectional override, embedding or isolate characters")]
+    BidiControl,
+    /// The name is made only of characters that display as nothing (zero-width spaces,
+    /// joiners, variation selectors and the like), so a map would show an empty label.
+    #[error("must contain a visible character")]
+    Invisible,
+}
+
+/// Formatting characters of bidirectional text that change how what follows is laid out.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Unicode's default-ignorable code points: drawn as nothing where a font has no glyph for
+/// them. They are fine inside a name (U+200C and U+200D shape Persian and emoji), not alone.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00ad}'
+                | '\u{034f}'
+                | '\u{061c}'
+                | '\u{115f}'
+                | '\u{1160}'
+                | '\u{17b4}'
+                | '\u{17b5}'
+                | '\u{180b}'..='\u{180f}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{3164}'
+                | '\u{fe00}'..='\u{fe0f}'
+                | '\u{feff}'
+                | '\u{ffa0}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0000}'..='\u{e0fff}'
+        )
 }
 
 fn finite_in(value: f64, min: f64, max: f64) -> Result<f64, InvalidValue> {
@@ -97,7 +141,8 @@ impl PointName {
     /// Trims white space at both ends and checks the rest.
     ///
     /// # Errors
-    /// [`InvalidValue::Empty`], [`InvalidValue::TooLong`] or [`InvalidValue::ControlCharacter`].
+    /// [`InvalidValue::Empty`], [`InvalidValue::TooLong`], [`InvalidValue::ControlCharacter`],
+    /// [`InvalidValue::BidiControl`] or [`InvalidValue::Invisible`].
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
@@ -109,6 +154,12 @@ impl PointName {
         }
         if trimmed.chars().any(char::is_control) {
             return Err(InvalidValue::ControlCharacter);
+        }
+        if trimmed.chars().any(is_bidi_control) {
+            return Err(InvalidValue::BidiControl);
+        }
+        if trimmed.chars().all(is_invisible) {
+            return Err(InvalidValue::Invisible);
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -127,19 +178,19 @@ impl fmt::Display for PointName {
 }
 
 impl<'de> Deserialize<'de> for Longitude {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Self::try_from(f64::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
 impl<'de> Deserialize<'de> for Latitude {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Self::try_from(f64::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
 impl<'de> Deserialize<'de> for PointName {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
@@ -155,6 +206,44 @@ pub struct NewPoint {
     pub name: PointName,
     /// Client-supplied attributes, a JSON object; empty when the write had none.
     pub properties: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The members of one JSON object, unparsed. A member named twice is refused: RFC 8259
+/// leaves open which of the two counts, parsers differ (the first, the last, an error), so
+/// two readers of one stored body could disagree on what was written.
+#[derive(Debug, Default)]
+pub struct Members<'a>(pub BTreeMap<String, &'a RawValue>);
+
+/// The start of the error a repeated member raises, which [`describe_json_error`] passes on.
+const DUPLICATE_MEMBER: &str = "a member is named twice";
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<'a>(PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for ObjectVisitor<'a> {
+            type Value = Members<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = BTreeMap::new();
+                // Keys arrive unescaped, so `"na\u006de"` and `"name"` are the same member.
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    if members.contains_key(&key) {
+                        return Err(A::Error::custom(format!("{DUPLICATE_MEMBER}: {key:?}")));
+                    }
+                    members.insert(key, value);
+                }
+                Ok(Members(members))
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor(PhantomData))
+    }
 }
 
 /// One field's problem, as reported to the client.
@@ -190,7 +279,7 @@ impl NewPoint {
     /// [`NewPointError::NotAnObject`] when the document is not a JSON object,
     /// [`NewPointError::Fields`] when any member is missing, unknown or invalid.
     pub fn from_json(body: &[u8]) -> Result<Self, NewPointError> {
-        let members: BTreeMap<String, &RawValue> = serde_json::from_slice(body)
+        let Members(members) = serde_json::from_slice(body)
             .map_err(|e| NewPointError::NotAnObject(describe_json_error(&e)))?;
         Self::from_members(&members)
     }
@@ -220,10 +309,22 @@ impl NewPoint {
             .and_then(|v| PointName::parse(&v).map_err(|e| e.to_string()))
             .map_err(|reason| push("name", reason))
             .ok();
+        // The top level of `properties` is checked for repeated members like the body; what
+        // nests deeper is the client's own document and is stored as parsed (last one wins).
         let properties = match members.get("properties") {
             None => Some(serde_json::Map::new()),
-            Some(raw) => serde_json::from_str(raw.get())
-                .map_err(|_| push("properties", "must be a JSON object".to_owned()))
+            Some(raw) => serde_json::from_str::<Members<'_>>(raw.get())
+                .map_err(|e| {
+                    if is_duplicate_member(&e) {
+                        e.to_string()
+                    } else {
+                        "must be a JSON object".to_owned()
+                    }
+                })
+                .and_then(|_| {
+                    serde_json::from_str(raw.get()).map_err(|_| "must be a JSON object".to_owned())
+                })
+                .map_err(|reason| push("properties", reason))
                 .ok(),
         };
         for unknown in members
@@ -265,7 +366,7 @@ impl PointPatch {
     /// # Errors
     /// As [`NewPoint::from_json`].
     pub fn from_json(body: &[u8]) -> Result<Self, NewPointError> {
-        let members: BTreeMap<String, &RawValue> = serde_json::from_slice(body)
+        let Members(members) = serde_json::from_slice(body)
             .map_err(|e| NewPointError::NotAnObject(describe_json_error(&e)))?;
         let mut errors = Vec::new();
         let mut push = |field: &str, reason: String| {
@@ -344,10 +445,17 @@ fn string_field(members: &BTreeMap<String, &RawValue>, field: &str) -> Result<St
     serde_json::from_str::<String>(raw.get()).map_err(|_| "must be a JSON string".to_owned())
 }
 
+/// Whether `e` is [`Members`] refusing a member named twice.
+#[must_use]
+pub fn is_duplicate_member(e: &serde_json::Error) -> bool {
+    e.is_data() && e.to_string().starts_with(DUPLICATE_MEMBER)
+}
+
 fn describe_json_error(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     match e.classify() {
         Category::Eof if e.line() == 1 && e.column() == 0 => "the body is empty".to_owned(),
+        Category::Data if is_duplicate_member(e) => e.to_string(),
         Category::Data => "expected a JSON object".to_owned(),
         _ => e.to_string(),
     }
@@ -432,6 +540,65 @@ mod tests {
             fields(r#"{"lon": 1, "latitude": 0, "name": "x"}"#),
             ["longitude", "lon"]
         );
+    }
+
+    #[test]
+    fn a_member_named_twice_is_refused_even_when_spelt_with_an_escape() {
+        for body in [
+            r#"{"longitude": 1, "latitude": 2, "name": "a", "name": "b"}"#,
+            r#"{"longitude": 1, "latitude": 2, "name": "a", "na\u006de": "b"}"#,
+        ] {
+            let Err(NewPointError::NotAnObject(reason)) = NewPoint::from_json(body.as_bytes())
+            else {
+                panic!("{body} is refused as a whole");
+            };
+            assert!(
+                reason.contains("named twice") && reason.contains("name"),
+                "{reason}"
+            );
+        }
+        assert_eq!(
+            fields(
+                r#"{"longitude": 1, "latitude": 2, "name": "x", "properties": {"a": 1, "a": 2}}"#
+            ),
+            ["properties"]
+        );
+        let patch = PointPatch::from_json(br#"{"name": "a", "name": "b"}"#);
+        assert!(
+            matches!(patch, Err(NewPointError::NotAnObject(_))),
+            "{patch:?}"
+        );
+    }
+
+    #[test]
+    fn names_that_display_as_nothing_or_reorder_text_are_refused() {
+        for invisible in [
+            "\u{200b}",
+            "\u{200b}\u{2060}\u{feff}",
+            "\u{3164}",
+            "\u{00ad} \u{200d}",
+        ] {
+            assert_eq!(
+                PointName::parse(invisible),
+                Err(InvalidValue::Invisible),
+                "{invisible:?}"
+            );
+        }
+        for spoof in ["Paris\u{202e}sirap", "\u{2067}Tel Aviv\u{2069}"] {
+            assert_eq!(
+                PointName::parse(spoof),
+                Err(InvalidValue::BidiControl),
+                "{spoof:?}"
+            );
+        }
+        // Joiners and directional marks inside real text stay, as real names need them.
+        for real in [
+            "می\u{200c}خواهم",
+            "Tel Aviv \u{200f}תל אביב",
+            "👩\u{200d}🚒 station",
+        ] {
+            assert_eq!(PointName::parse(real).unwrap().as_str(), real);
+        }
     }
 
     #[test]

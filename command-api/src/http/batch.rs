@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use geoledger_common::event::EventEnvelope;
-use geoledger_common::point::{FieldError, NewPoint, NewPointError};
+use geoledger_common::point::{FieldError, Members, NewPoint, NewPointError, is_duplicate_member};
 use geoledger_common::problem::Problem;
 use geoledger_common::projection::CONSISTENCY_TOKEN;
 
@@ -220,8 +220,14 @@ fn split(body: &[u8]) -> Result<Vec<Result<NewPoint, Vec<FieldError>>>, ApiError
 }
 
 fn array_item(item: &RawValue) -> Result<NewPoint, Vec<FieldError>> {
-    let members: BTreeMap<String, &RawValue> = serde_json::from_str(item.get())
-        .map_err(|_| vec![field_error("item", "must be a JSON object")])?;
+    let Members(members) = serde_json::from_str(item.get()).map_err(|e| {
+        let reason = if is_duplicate_member(&e) {
+            e.to_string()
+        } else {
+            "must be a JSON object".to_owned()
+        };
+        vec![field_error("item", &reason)]
+    })?;
     NewPoint::from_members(&members).map_err(field_errors)
 }
 
@@ -231,7 +237,7 @@ struct Feature<'a> {
     kind: String,
     geometry: Option<Geometry<'a>>,
     #[serde(borrow, default)]
-    properties: Option<BTreeMap<String, &'a RawValue>>,
+    properties: Option<Members<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -263,7 +269,7 @@ fn feature_item(item: &RawValue) -> Result<NewPoint, Vec<FieldError>> {
             "must be [longitude, latitude]",
         )]);
     }
-    let mut properties = feature.properties.unwrap_or_default();
+    let Members(mut properties) = feature.properties.unwrap_or_default();
     let mut members: BTreeMap<String, &RawValue> = BTreeMap::new();
     members.insert("longitude".to_owned(), geometry.coordinates[0]);
     members.insert("latitude".to_owned(), geometry.coordinates[1]);

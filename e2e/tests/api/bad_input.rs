@@ -134,6 +134,27 @@ fn bad_inputs() -> Vec<Case> {
             None,
         ),
         case(
+            "a member named twice, once through an escape",
+            r#"{"longitude":2.35,"latitude":48.85,"name":"Paris","na\u006de":"Lyon"}"#,
+            400,
+            "malformed-body",
+            None,
+        ),
+        case(
+            "a name of zero-width characters",
+            "{\"longitude\":1,\"latitude\":1,\"name\":\"\u{200b}\u{2060}\"}",
+            400,
+            "validation",
+            Some("name"),
+        ),
+        case(
+            "a name with a right-to-left override",
+            "{\"longitude\":1,\"latitude\":1,\"name\":\"Paris\u{202e}sirap\"}",
+            400,
+            "validation",
+            Some("name"),
+        ),
+        case(
             "a JSON array instead of an object",
             r#"[{"longitude":2.35,"latitude":48.85,"name":"Paris"}]"#,
             400,
