@@ -62,14 +62,16 @@ pub(crate) struct StoreUnavailable(pub(crate) String);
 pub(crate) struct IdempotencyStore {
     bucket: String,
     ttl: Duration,
+    replicas: usize,
     store: Arc<OnceLock<kv::Store>>,
 }
 
 impl IdempotencyStore {
-    pub(crate) fn new(stream: &str, ttl: Duration) -> Self {
+    pub(crate) fn new(stream: &str, ttl: Duration, replicas: usize) -> Self {
         Self {
             bucket: format!("{stream}_IDEMPOTENCY"),
             ttl,
+            replicas,
             store: Arc::new(OnceLock::new()),
         }
     }
@@ -83,6 +85,7 @@ impl IdempotencyStore {
                 history: 1,
                 max_age: self.ttl,
                 storage: jetstream::stream::StorageType::File,
+                num_replicas: self.replicas,
                 ..Default::default()
             })
             .await

@@ -29,6 +29,10 @@ pub struct Config {
     /// Address to serve HTTP on.
     #[arg(long, env = "GEOLEDGER_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
+    /// Probe the running instance's `GET /status` on the listen address and exit: 0 when it
+    /// answers 200. For container health checks, as the image has no HTTP client.
+    #[arg(long)]
+    pub healthcheck: bool,
     /// Log line format.
     #[arg(long, env = "GEOLEDGER_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
@@ -51,6 +55,7 @@ impl Config {
         Self {
             nats,
             listen,
+            healthcheck: false,
             log_format: LogFormat::Text,
             ack_timeout_ms: 3000,
             idempotency_ttl_secs: 24 * 60 * 60,

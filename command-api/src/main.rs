@@ -1,11 +1,14 @@
 use clap::Parser;
 
 use command_api::{App, Config};
-use geoledger_common::{shutdown, telemetry};
+use geoledger_common::{health, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    if config.healthcheck {
+        return Ok(health::probe_status(config.listen)?);
+    }
     telemetry::init(config.log_format, "info,command_api=info,tower_http=info");
     tracing::info!(config = ?config, "starting command-api");
     let app = App::build(config).await?;

@@ -115,7 +115,11 @@ impl Publisher {
             js,
             spec: config.stream_spec(),
             stream_ready: Arc::new(AtomicBool::new(false)),
-            idempotency: IdempotencyStore::new(&config.stream, idempotency_ttl),
+            idempotency: IdempotencyStore::new(
+                &config.stream,
+                idempotency_ttl,
+                usize::from(config.stream_replicas),
+            ),
         };
         tokio::spawn(publisher.clone().declare_stream());
         Ok(publisher)

@@ -81,6 +81,16 @@ pub struct NatsConfig {
         default_value_t = 120
     )]
     pub duplicate_window_secs: u64,
+    /// Copies JetStream keeps of the stream, the dead letters and the idempotency keys: 1 on
+    /// a single server, 3 on a cluster of three or more so that one server can be lost.
+    /// Applied whenever a service starts, so every service must be given the same number.
+    #[arg(
+        long = "stream-replicas",
+        env = "GEOLEDGER_STREAM_REPLICAS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u8).range(1..=5)
+    )]
+    pub stream_replicas: u8,
 }
 
 impl NatsConfig {
@@ -91,6 +101,7 @@ impl NatsConfig {
             name: self.stream.clone(),
             subject_prefix: self.subject_prefix.clone(),
             duplicate_window: Duration::from_secs(self.duplicate_window_secs),
+            replicas: usize::from(self.stream_replicas),
         }
     }
 }
@@ -118,6 +129,24 @@ pub struct DatabaseConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        nats: NatsConfig,
+    }
+
+    #[test]
+    fn stream_replicas_reach_the_stream_spec_and_stay_within_what_jetstream_allows() {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["t", "--stream-replicas", "3"]).unwrap();
+        assert_eq!(cli.nats.stream_spec().replicas, 3);
+        assert_eq!(cli.nats.stream_spec().config().num_replicas, 3);
+        for refused in ["0", "6"] {
+            let parsed = Cli::try_parse_from(["t", "--stream-replicas", refused]);
+            assert!(parsed.is_err(), "{refused} replicas should be refused");
+        }
+    }
 
     #[test]
     fn a_password_never_reaches_the_log() {

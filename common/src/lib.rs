@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod event;
+pub mod health;
 pub mod point;
 pub mod problem;
 pub mod projection;

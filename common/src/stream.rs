@@ -15,6 +15,8 @@ pub struct StreamSpec {
     pub subject_prefix: String,
     /// How long a `Nats-Msg-Id` is remembered for de-duplication.
     pub duplicate_window: Duration,
+    /// Copies JetStream keeps of each message, on as many servers.
+    pub replicas: usize,
 }
 
 impl StreamSpec {
@@ -46,6 +48,7 @@ impl StreamSpec {
             deny_purge: true,
             // Lets a point's last event be read by subject without a consumer.
             allow_direct: true,
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }
@@ -72,6 +75,7 @@ mod tests {
             name: "S".to_owned(),
             subject_prefix: "geoledger.points".to_owned(),
             duplicate_window: Duration::from_secs(120),
+            replicas: 1,
         };
         let id = Uuid::now_v7();
         let subject = spec.subject_for(id);

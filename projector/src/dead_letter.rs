@@ -71,6 +71,7 @@ impl DeadLetters {
                 subjects: vec![format!("deadletter.{}.*", self.spec.subject_prefix)],
                 storage: stream::StorageType::File,
                 allow_direct: true,
+                num_replicas: self.spec.replicas,
                 ..Default::default()
             })
             .await

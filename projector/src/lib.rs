@@ -52,6 +52,10 @@ pub struct Config {
     /// Address to serve `/status` on.
     #[arg(long, env = "GEOLEDGER_LISTEN", default_value = "127.0.0.1:8070")]
     pub listen: SocketAddr,
+    /// Probe the running instance's `GET /status` on the listen address and exit: 0 when it
+    /// answers 200. For container health checks, as the image has no HTTP client.
+    #[arg(long)]
+    pub healthcheck: bool,
     /// Log line format.
     #[arg(long, env = "GEOLEDGER_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
@@ -92,6 +96,7 @@ impl Config {
             nats,
             database,
             listen,
+            healthcheck: false,
             log_format: LogFormat::Text,
             consumer: "points-projector".to_owned(),
             batch_size: 500,

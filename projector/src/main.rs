@@ -5,12 +5,15 @@
 
 use clap::Parser;
 
-use geoledger_common::{shutdown, telemetry};
+use geoledger_common::{health, shutdown, telemetry};
 use projector::{App, Command, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    if config.healthcheck {
+        return Ok(health::probe_status(config.listen)?);
+    }
     telemetry::init(config.log_format, "info,projector=info,sqlx=warn");
     tracing::info!(config = ?config, "starting projector");
     match config.command {

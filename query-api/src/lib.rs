@@ -61,6 +61,10 @@ pub struct Config {
     /// Address to serve HTTP on.
     #[arg(long, env = "GEOLEDGER_LISTEN", default_value = "127.0.0.1:8090")]
     pub listen: SocketAddr,
+    /// Probe the running instance's `GET /status` on the listen address and exit: 0 when it
+    /// answers 200. For container health checks, as the image has no HTTP client.
+    #[arg(long)]
+    pub healthcheck: bool,
     /// Log line format.
     #[arg(long, env = "GEOLEDGER_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
@@ -98,6 +102,7 @@ impl Config {
         Self {
             database,
             listen,
+            healthcheck: false,
             log_format: LogFormat::Text,
             default_limit: DEFAULT_LIMIT,
             max_limit: MAX_LIMIT,

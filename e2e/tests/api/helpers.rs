@@ -111,6 +111,7 @@ pub(crate) async fn spawn_app_with(options: Options) -> TestApp {
         stream: format!("T_{tag}"),
         subject_prefix: format!("t{tag}.points"),
         duplicate_window_secs: options.duplicate_window_secs.unwrap_or(120),
+        stream_replicas: 1,
     };
     let database = DatabaseConfig {
         url: database_url.parse().expect("infallible"),

@@ -6,6 +6,7 @@ mod helpers;
 
 mod bad_input;
 mod dead_letters;
+mod health;
 mod idempotency;
 mod lifecycle;
 mod nats_outage;
