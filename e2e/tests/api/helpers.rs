@@ -441,6 +441,10 @@ impl OwnHaproxy {
             .env("GEOLEDGER_CMD_2", commands[1].to_string())
             .env("GEOLEDGER_QUERY_1", queries[0].to_string())
             .env("GEOLEDGER_QUERY_2", queries[1].to_string())
+            // The suite runs dozens of services on two cores, where a /status answer can
+            // miss the 2 s check timeout twice in a row; that would take a healthy instance
+            // out of rotation and turn a test's write into HAProxy's 503.
+            .env("GEOLEDGER_HAPROXY_CHECK_FALL", "5")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

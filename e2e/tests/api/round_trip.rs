@@ -25,7 +25,12 @@ async fn paris_written_through_haproxy_reads_back_bit_for_bit() {
             &json!({"longitude": 2.3522, "latitude": 48.8566, "name": "Paris"}),
         )
         .await;
-    assert_eq!(response.status(), 202);
+    let status = response.status();
+    assert!(
+        status == 202,
+        "{status}: {}",
+        response.text().await.unwrap_or_default()
+    );
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let accepted: Accepted = response.json().await.unwrap();
     assert_eq!(location, format!("/points/{}", accepted.id));
