@@ -428,32 +428,49 @@ pub(crate) struct OwnHaproxy {
 }
 
 impl OwnHaproxy {
+    /// Ports are picked free, then bound by HAProxy a moment later; another test (or another
+    /// suite on the machine) can take one in between. HAProxy then exits at once for want of
+    /// its port, and the start is tried again on new ports; a port answering for someone else
+    /// is caught by [`OwnHaproxy::wait_until_backends_up`] reading query-api's JSON.
     pub(crate) async fn start(commands: [SocketAddr; 2], queries: [SocketAddr; 2]) -> Self {
-        let port = free_port();
-        let child = Command::new(env("GEOLEDGER_TEST_HAPROXY"))
-            .args(["-db", "-f", &env("GEOLEDGER_TEST_HAPROXY_CFG")])
-            .env("GEOLEDGER_HAPROXY_BIND", format!("127.0.0.1:{port}"))
-            .env(
-                "GEOLEDGER_HAPROXY_STATS_BIND",
-                format!("127.0.0.1:{}", free_port()),
-            )
-            .env("GEOLEDGER_CMD_1", commands[0].to_string())
-            .env("GEOLEDGER_CMD_2", commands[1].to_string())
-            .env("GEOLEDGER_QUERY_1", queries[0].to_string())
-            .env("GEOLEDGER_QUERY_2", queries[1].to_string())
-            // The suite runs dozens of services on two cores, where a /status answer can
-            // miss the 2 s check timeout twice in a row; that would take a healthy instance
-            // out of rotation and turn a test's write into HAProxy's 503.
-            .env("GEOLEDGER_HAPROXY_CHECK_FALL", "5")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("haproxy starts");
-        wait_for_port(port).await;
-        let haproxy = Self { port, child };
-        haproxy.wait_until_backends_up().await;
-        haproxy
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(env("GEOLEDGER_TEST_HAPROXY"))
+                .args(["-db", "-f", &env("GEOLEDGER_TEST_HAPROXY_CFG")])
+                .env("GEOLEDGER_HAPROXY_BIND", format!("127.0.0.1:{port}"))
+                .env(
+                    "GEOLEDGER_HAPROXY_STATS_BIND",
+                    format!("127.0.0.1:{}", free_port()),
+                )
+                .env("GEOLEDGER_CMD_1", commands[0].to_string())
+                .env("GEOLEDGER_CMD_2", commands[1].to_string())
+                .env("GEOLEDGER_QUERY_1", queries[0].to_string())
+                .env("GEOLEDGER_QUERY_2", queries[1].to_string())
+                // The suite runs dozens of services on two cores, where a /status answer can
+                // miss the 2 s check timeout twice in a row; that would take a healthy instance
+                // out of rotation and turn a test's write into HAProxy's 503.
+                .env("GEOLEDGER_HAPROXY_CHECK_FALL", "5")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("haproxy starts");
+            wait_for_port(port).await;
+            // A refused bind ends HAProxy within milliseconds of starting.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if child
+                .try_wait()
+                .expect("haproxy can be waited on")
+                .is_some()
+            {
+                continue;
+            }
+            let haproxy = Self { port, child };
+            if haproxy.wait_until_backends_up().await {
+                return haproxy;
+            }
+        }
+        panic!("HAProxy could not be started on free ports in five tries");
     }
 
     pub(crate) fn url(&self) -> String {
@@ -462,18 +479,31 @@ impl OwnHaproxy {
 
     /// Health checks need a couple of rounds before HAProxy sends traffic; a read answered
     /// by query-api and a write refused by command-api (not by HAProxy's 503) show both sides
-    /// are in rotation.
-    async fn wait_until_backends_up(&self) {
+    /// are in rotation. False when the port answers with something else than JSON, i.e. is
+    /// not this HAProxy in front of these services.
+    async fn wait_until_backends_up(&self) -> bool {
         let http = reqwest::Client::new();
         let start = Instant::now();
         loop {
             let read = http.get(format!("{}/status", self.url())).send().await;
             let write = http.post(format!("{}/point", self.url())).send().await;
+            let json = |r: &reqwest::Response| {
+                r.headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("json"))
+            };
+            if let Ok(r) = &read
+                && r.status() == 200
+                && !json(r)
+            {
+                return false;
+            }
             let up = |r: &Result<reqwest::Response, reqwest::Error>, ok: &[u16]| {
                 r.as_ref().is_ok_and(|r| ok.contains(&r.status().as_u16()))
             };
             if up(&read, &[200]) && up(&write, &[400, 415]) {
-                return;
+                return true;
             }
             assert!(
                 start.elapsed() < Duration::from_secs(30),
