@@ -1,6 +1,6 @@
 #![expect(
     clippy::print_stdout,
-    reason = "the dead-letters command prints its listing"
+    reason = "the commands print their listings and reports"
 )]
 
 use clap::Parser;
@@ -29,12 +29,57 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(point.id = %point, applied, "point re-driven and unparked");
             Ok(())
         }
-        Some(Command::Rebuild) => {
-            projector::reset_projection(&config).await?;
-            App::build(config)
-                .await?
-                .run_until(shutdown::signal())
-                .await
+        Some(Command::Status { json }) => {
+            let report = projector::status(&config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+        Some(Command::Rebuild(ref args)) => {
+            let report = projector::rebuild(&config, args, shutdown::signal()).await?;
+            if report.swapped {
+                println!(
+                    "rebuilt: {} points at checkpoint {}, {} events in {:.1} s ({:.0} events/s; \
+                     indexes {:.1} s)",
+                    report.points,
+                    report.checkpoint,
+                    report.events,
+                    report.elapsed.as_secs_f64(),
+                    report.events_per_sec(),
+                    report.indexing.as_secs_f64()
+                );
+            } else {
+                println!(
+                    "interrupted at sequence {}; run `projector rebuild` again to resume",
+                    report.checkpoint
+                );
+            }
+            Ok(())
+        }
+        Some(Command::Replay(ref args)) => {
+            let report = projector::replay(&config, args, shutdown::signal()).await?;
+            println!(
+                "{}{}: {} points from {} events, up to sequence {}{} in {:.1} s",
+                report.table,
+                if report.interrupted {
+                    " (interrupted)"
+                } else {
+                    ""
+                },
+                report.points,
+                report.events,
+                report.last_seq,
+                if report.undecodable_or_parked > 0 {
+                    format!(", {} events not projectable", report.undecodable_or_parked)
+                } else {
+                    String::new()
+                },
+                report.elapsed.as_secs_f64()
+            );
+            Ok(())
         }
         None => {
             App::build(config)
