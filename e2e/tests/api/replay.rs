@@ -425,11 +425,7 @@ async fn points_written_while_a_rebuild_runs_are_all_in_the_tables_it_swaps_in()
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    assert_eq!(
-        found as usize,
-        ids.len(),
-        "no write was lost across the swap"
-    );
+    assert_eq!(found, ids.len() as i64, "no write was lost across the swap");
 
     // A replay of the whole stream is what the live tables must now hold.
     projector::replay(
