@@ -40,6 +40,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Rebuild(ref args)) => {
             let report = projector::rebuild(&config, args, shutdown::signal()).await?;
+            if report.swapped && report.resumed_from > 0 {
+                println!("resumed from sequence {}", report.resumed_from);
+            }
             if report.swapped {
                 println!(
                     "rebuilt: {} points at checkpoint {}, {} events in {:.1} s ({:.0} events/s; \
