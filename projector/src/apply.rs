@@ -1,6 +1,6 @@
 //! Applying a batch of events to the read model, together with the checkpoint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::{Connection as _, PgConnection, PgPool};
@@ -154,7 +154,7 @@ pub(crate) async fn apply_batch(
 ) -> Result<BatchOutcome, ApplyError> {
     let mut tx = session.begin().await?;
     let checkpoint = lock_checkpoint(&mut tx, PROJECTION).await?;
-    let (outcome, dead) = apply_events(&mut tx, &Tables::live(), batch, checkpoint).await?;
+    let (outcome, dead) = apply_events(&mut tx, &Tables::live(), batch, checkpoint, None).await?;
     if outcome.checkpoint > checkpoint {
         set_checkpoint(&mut tx, PROJECTION, outcome.checkpoint).await?;
         announce(&mut tx, outcome.checkpoint).await?;
@@ -171,18 +171,38 @@ pub(crate) async fn apply_batch(
     Ok(outcome)
 }
 
+/// The ids a replay's tables hold a row or a tombstone for, kept in memory: most events of a
+/// rebuild create points never seen, and a batch then looks up only the points it may find.
+#[derive(Debug, Default)]
+pub(crate) struct KnownIds(HashSet<Uuid>);
+
+impl KnownIds {
+    /// The ids `tables` hold now.
+    pub(crate) async fn load(tx: &mut PgConnection, tables: &Tables) -> Result<Self, sqlx::Error> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(&format!(
+            "SELECT id FROM {} UNION ALL SELECT id FROM {}",
+            tables.points, tables.tombstones
+        ))
+        .fetch_all(tx)
+        .await?;
+        Ok(Self(ids.into_iter().collect()))
+    }
+}
+
 /// A message that goes to the dead-letter stream, and why.
 pub(crate) type Dead<'a> = (&'a Incoming, String);
 
 /// The part of a batch every path shares: skips what is at or below `checkpoint`, parks the
 /// points of unreadable messages (their later events follow them to the dead letters), folds
 /// the rest onto the points' current states and writes the changed rows. The caller owns the
-/// transaction, the checkpoint and the dead letters returned.
+/// transaction, the checkpoint and the dead letters returned. With `known`, only the points it
+/// names are looked up, and it learns the points the batch writes.
 pub(crate) async fn apply_events<'a>(
     tx: &mut PgConnection,
     tables: &Tables,
     batch: &'a [Incoming],
     checkpoint: u64,
+    known: Option<&mut KnownIds>,
 ) -> Result<(BatchOutcome, Vec<Dead<'a>>), sqlx::Error> {
     let mut parked = dead_letter::parked_among(tx, &tables.parked, batch).await?;
     let mut dead = Vec::new();
@@ -212,7 +232,7 @@ pub(crate) async fn apply_events<'a>(
             }
         }
     }
-    outcome.applied = apply_decoded(tx, tables, &events).await?;
+    outcome.applied = apply_decoded(tx, tables, &events, known).await?;
     outcome.dead_lettered = dead.len() as u64;
     outcome.skipped = batch.len() as u64 - outcome.applied - outcome.dead_lettered;
     Ok((outcome, dead))
@@ -225,7 +245,7 @@ pub(crate) async fn apply_one(
     event: &PointEvent,
     sequence: u64,
 ) -> Result<u64, sqlx::Error> {
-    apply_decoded(tx, &Tables::live(), &[(sequence, envelope, event)]).await
+    apply_decoded(tx, &Tables::live(), &[(sequence, envelope, event)], None).await
 }
 
 /// Folds decoded events, in order, onto the states of their points as stored, and writes
@@ -235,6 +255,7 @@ async fn apply_decoded(
     tx: &mut PgConnection,
     tables: &Tables,
     events: &[(u64, &EventEnvelope, &PointEvent)],
+    known: Option<&mut KnownIds>,
 ) -> Result<u64, sqlx::Error> {
     if events.is_empty() {
         return Ok(0);
@@ -242,7 +263,15 @@ async fn apply_decoded(
     let mut ids: Vec<Uuid> = events.iter().map(|(_, e, _)| e.aggregate_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut points = load_states(tx, tables, &ids).await?;
+    let stored: Vec<Uuid> = match &known {
+        Some(known) => ids
+            .iter()
+            .filter(|id| known.0.contains(id))
+            .copied()
+            .collect(),
+        None => ids.clone(),
+    };
+    let mut points = load_states(tx, tables, &ids, &stored).await?;
     let mut applied = 0;
     for (sequence, envelope, event) in events {
         let point = points
@@ -251,6 +280,14 @@ async fn apply_decoded(
         if fold::apply(&mut point.now, envelope, event, *sequence) {
             applied += 1;
         }
+    }
+    if let Some(known) = known {
+        known.0.extend(
+            points
+                .iter()
+                .filter(|(_, point)| point.now != PointState::Absent)
+                .map(|(id, _)| *id),
+        );
     }
     store_states(tx, tables, points).await?;
     Ok(applied)
@@ -262,20 +299,26 @@ struct Tracked {
     now: PointState,
 }
 
+/// The states of the points `ids`, of which only those in `stored` can have a row or a
+/// tombstone.
 async fn load_states(
     tx: &mut PgConnection,
     tables: &Tables,
     ids: &[Uuid],
+    stored: &[Uuid],
 ) -> Result<HashMap<Uuid, Tracked>, sqlx::Error> {
     let mut states: HashMap<Uuid, PointState> =
         ids.iter().map(|id| (*id, PointState::Absent)).collect();
+    if stored.is_empty() {
+        return Ok(track(states));
+    }
     let rows: Vec<StoredRow> = sqlx::query_as(&format!(
         "SELECT id, name, ST_X(geom), ST_Y(geom), properties::text, version, last_seq,
                 created_at, updated_at
          FROM {} WHERE id = ANY($1)",
         tables.points
     ))
-    .bind(ids)
+    .bind(stored)
     .fetch_all(&mut *tx)
     .await?;
     for row in rows {
@@ -296,7 +339,7 @@ async fn load_states(
         "SELECT id, version, deleted_at FROM {} WHERE id = ANY($1)",
         tables.tombstones
     ))
-    .bind(ids)
+    .bind(stored)
     .fetch_all(&mut *tx)
     .await?;
     for (id, version, deleted_at) in tombstones {
@@ -308,7 +351,11 @@ async fn load_states(
             },
         );
     }
-    Ok(states
+    Ok(track(states))
+}
+
+fn track(states: HashMap<Uuid, PointState>) -> HashMap<Uuid, Tracked> {
+    states
         .into_iter()
         .map(|(id, state)| {
             (
@@ -319,7 +366,7 @@ async fn load_states(
                 },
             )
         })
-        .collect())
+        .collect()
 }
 
 type StoredRow = (

@@ -61,6 +61,10 @@ const REBUILD_LOCK_KEY: i64 = 0x6765_6f6c_7265_6275;
 /// How long the swap waits for a lock before giving way to the readers and trying again.
 const SWAP_LOCK_TIMEOUT: &str = "2s";
 
+/// Memory for each index build. The default 64 MB makes the spatial index builds of a million
+/// points spill to disk; 256 MB keeps them in memory.
+const INDEX_BUILD_MEMORY: &str = "256MB";
+
 /// The live tables of the projection, in the order they are locked.
 const LIVE_TABLES: [&str; 3] = ["points", "point_tombstones", "parked_points"];
 
@@ -410,6 +414,11 @@ pub(crate) async fn create_like(
 /// definitions, then refreshes the planner's statistics. An index already there (a rebuild
 /// interrupted after building it) is kept.
 async fn build_indexes(conn: &mut PgConnection) -> anyhow::Result<()> {
+    sqlx::query(&format!(
+        "SET maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"
+    ))
+    .execute(&mut *conn)
+    .await?;
     let shadow = shadow_tables();
     for (live, shadow) in
         LIVE_TABLES

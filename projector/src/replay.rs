@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use geoledger_common::stream::StreamSpec;
 
-use crate::apply::{self, Dead, Tables, apply_events};
+use crate::apply::{self, Dead, KnownIds, Tables, apply_events};
 use crate::dead_letter::DeadLetters;
 use crate::feed::{self, Feed};
 use crate::progress::Meter;
@@ -52,6 +52,7 @@ pub(crate) struct Replayer {
     feed: Feed,
     batch_size: usize,
     letters: Letters,
+    known: KnownIds,
     /// The last sequence applied.
     pub(crate) checkpoint: u64,
     /// Events read and events that changed a point.
@@ -81,8 +82,11 @@ impl Replayer {
         source: &Source<'_>,
         letters: Letters,
     ) -> anyhow::Result<Self> {
+        let mut conn = conn;
+        let known = KnownIds::load(&mut conn, &tables).await?;
         let feed = Feed::open(source.js, source.spec, checkpoint, source.batch_size).await?;
         Ok(Self {
+            known,
             conn,
             tables,
             checkpoint_key,
@@ -142,7 +146,14 @@ impl Replayer {
             Some(key) => apply::lock_checkpoint(&mut tx, key).await?,
             None => self.checkpoint,
         };
-        let (outcome, dead) = apply_events(&mut tx, &self.tables, &incoming, checkpoint).await?;
+        let (outcome, dead) = apply_events(
+            &mut tx,
+            &self.tables,
+            &incoming,
+            checkpoint,
+            Some(&mut self.known),
+        )
+        .await?;
         if let Some(key) = &self.checkpoint_key {
             apply::set_checkpoint(&mut tx, key, outcome.checkpoint).await?;
         }
