@@ -11,8 +11,13 @@ use projector::{App, Command, Config};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    telemetry::init(config.log_format, "info,projector=info,sqlx=warn");
-    tracing::info!(config = ?config, "starting projector");
+    if config.command.is_none() {
+        telemetry::init(config.log_format, "info,projector=info,sqlx=warn");
+        tracing::info!(config = ?config, "starting projector");
+    } else {
+        // A command's output is its report; the libraries' connection chatter would bury it.
+        telemetry::init(config.log_format, "warn,projector=info");
+    }
     match config.command {
         Some(Command::Migrate) => projector::migrate_only(&config).await,
         Some(Command::DeadLetters) => {

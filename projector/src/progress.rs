@@ -29,9 +29,15 @@ impl Meter {
             );
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix} [{bar:32}] {human_pos}/{human_len} events, {per_sec}, ETA {eta} {msg}",
+                    "{prefix} [{bar:32}] {human_pos}/{human_len} events, {rate}, ETA {eta} {msg}",
                 )
                 .expect("the template is well-formed")
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write| {
+                        let _ = write!(out, "{:.0}/s", state.per_sec());
+                    },
+                )
                 .progress_chars("=> "),
             );
             bar.set_prefix(what);

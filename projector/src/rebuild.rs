@@ -58,6 +58,10 @@ pub const SHADOW_CHECKPOINT: &str = "points/rebuild";
 /// The advisory lock one rebuild at a time holds (the live projector holds another).
 const REBUILD_LOCK_KEY: i64 = 0x6765_6f6c_7265_6275;
 
+/// Longest the swap holds the live projector back while the shadow catches up with it; past
+/// it the swap steps back, the shadow catches up unhindered, and the swap is tried again.
+const SWAP_CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
+
 /// How long the swap waits for a lock before giving way to the readers and trying again.
 const SWAP_LOCK_TIMEOUT: &str = "2s";
 
@@ -135,6 +139,17 @@ pub(crate) async fn rebuild(
     }
     let resumed_from = prepare_shadow(&mut conn).await?;
     let head = feed::head(js, spec).await?;
+    let live = apply::checkpoint_of(&mut conn, PROJECTION)
+        .await?
+        .unwrap_or(0);
+    // The shadow could never catch up with such a checkpoint, and the swap would wait for it
+    // holding the live projector back.
+    anyhow::ensure!(
+        live <= head,
+        "the read model is at sequence {live} but the stream {} ends at {head}: \
+         it was projected from another stream",
+        spec.name
+    );
     if resumed_from > 0 {
         tracing::info!(
             rebuild.from = resumed_from,
@@ -183,23 +198,10 @@ pub(crate) async fn rebuild(
     build_indexes(&mut replayer.conn).await?;
     let indexing = indexing.elapsed();
 
-    let checkpoint = loop {
-        // Whatever arrived while the indexes were built (or while a swap waited) first, so
-        // the swap itself has little or nothing left to apply.
-        let head = feed::head(js, spec).await?;
-        meter.retarget(head);
-        if replayer.run_to(head, &mut meter, stop).await? == Run::Stopped {
-            return interrupted(&replayer, meter);
-        }
-        meter.phase("swapping");
-        match swap(pool, &mut replayer, &mut meter, stop).await? {
-            Swap::Done(checkpoint) => break checkpoint,
-            Swap::Stopped => return interrupted(&replayer, meter),
-            Swap::Busy => {
-                tracing::warn!("the read model stayed locked by readers; trying the swap again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
+    let Some(checkpoint) =
+        catch_up_and_swap(pool, js, spec, &mut replayer, &mut meter, stop).await?
+    else {
+        return interrupted(&replayer, meter);
     };
     meter.finish();
     let points: i64 = sqlx::query_scalar("SELECT count(*) FROM points")
@@ -225,6 +227,38 @@ pub(crate) async fn rebuild(
     })
 }
 
+/// Catches the shadow up with the stream and swaps it in, trying again while the swap gives
+/// way; returns the new live checkpoint, or `None` when the stop signal came first.
+async fn catch_up_and_swap(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    spec: &StreamSpec,
+    replayer: &mut Replayer,
+    meter: &mut Meter,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<u64>> {
+    loop {
+        // Whatever arrived while the indexes were built (or while a swap waited) first, so
+        // the swap itself has little or nothing left to apply.
+        let head = feed::head(js, spec).await?;
+        meter.retarget(head);
+        if replayer.run_to(head, meter, stop).await? == Run::Stopped {
+            return Ok(None);
+        }
+        meter.phase("swapping");
+        match swap(pool, replayer, meter, stop).await? {
+            Swap::Done(checkpoint) => return Ok(Some(checkpoint)),
+            Swap::Stopped => return Ok(None),
+            Swap::Busy => {
+                tracing::warn!(
+                    "the swap could not take its locks or catch up in time; trying again"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
 enum Swap {
     Done(u64),
     Busy,
@@ -247,10 +281,16 @@ async fn swap(
         Err(error) if is_lock_timeout(&error) => return Ok(Swap::Busy),
         Err(error) => return Err(error).context("locking the live checkpoint"),
     };
-    // The live projector is held at `live_checkpoint` from here on.
+    // The live projector is held at `live_checkpoint` from here on, so not for long.
     meter.retarget(live_checkpoint);
-    if replayer.run_to(live_checkpoint, meter, stop).await? == Run::Stopped {
-        return Ok(Swap::Stopped);
+    let deadline = Instant::now() + SWAP_CATCH_UP_LIMIT;
+    match replayer
+        .run_until(live_checkpoint, Some(deadline), meter, stop)
+        .await?
+    {
+        Run::Stopped => return Ok(Swap::Stopped),
+        Run::TimedOut => return Ok(Swap::Busy),
+        Run::Reached | Run::Ended => {}
     }
     let shadow = shadow_tables();
     for (live_table, shadow_table) in
@@ -452,7 +492,11 @@ async fn build_indexes(conn: &mut PgConnection) -> anyhow::Result<()> {
             .execute(&mut *conn)
             .await
             .with_context(|| format!("building {name}{SUFFIX}"))?;
-            tracing::info!(db.index = %name, elapsed_secs = started.elapsed().as_secs_f64(), "index built");
+            tracing::debug!(
+                db.index = %name,
+                elapsed_secs = started.elapsed().as_secs_f64(),
+                "index built"
+            );
         }
         sqlx::query(&format!("ANALYZE {shadow}"))
             .execute(&mut *conn)

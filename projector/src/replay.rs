@@ -39,6 +39,8 @@ pub(crate) enum Run {
     Reached,
     /// The stop signal came; the last batch was committed.
     Stopped,
+    /// The deadline passed first; the last batch was committed.
+    TimedOut,
     /// The replay reached its last sequence or its moment, before the target.
     Ended,
 }
@@ -110,9 +112,24 @@ impl Replayer {
         meter: &mut Meter,
         stop: &watch::Receiver<bool>,
     ) -> anyhow::Result<Run> {
+        self.run_until(target, None, meter, stop).await
+    }
+
+    /// As [`Self::run_to`], giving up between batches once `deadline` has passed. A batch is
+    /// never cut short: its messages are already taken from the stream.
+    pub(crate) async fn run_until(
+        &mut self,
+        target: u64,
+        deadline: Option<Instant>,
+        meter: &mut Meter,
+        stop: &watch::Receiver<bool>,
+    ) -> anyhow::Result<Run> {
         while self.checkpoint < target {
             if *stop.borrow() {
                 return Ok(Run::Stopped);
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Ok(Run::TimedOut);
             }
             if self.step(target).await? {
                 return Ok(Run::Ended);
