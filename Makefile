@@ -9,7 +9,7 @@ SHELL := /bin/bash
 PLACES ?= ../shared/data/places-sample.csv
 export PLACES
 
-.PHONY: help install up down restart clean status test bench lint fmt
+.PHONY: help install up down restart clean status test bench bench-rebuild lint fmt
 
 help:
 	@printf '%s\n' \
@@ -20,6 +20,7 @@ help:
 	  'make status   what runs where, and whether it is healthy' \
 	  'make test     fmt and clippy checks, then cargo test against fresh test servers' \
 	  'make bench    time GET /points at 1k and 1M points on a throwaway PostgreSQL (minutes)' \
+	  'make bench-rebuild  time projector rebuild on 1M events against a plain COPY (minutes)' \
 	  'make lint     the fmt and clippy checks alone (and shellcheck, when installed)' \
 	  'make fmt      format the Rust code' \
 	  'make install  install the pinned outside programs only'
@@ -41,7 +42,7 @@ status:
 # The virtualenv holding nats-server is a tool, not data, and survives a clean.
 clean: down
 	@infra/local/test-services.sh stop
-	rm -rf .local/data .local/log .local/run .local/state .local/test .local/bench
+	rm -rf .local/data .local/log .local/run .local/state .local/test .local/bench .local/bench-rebuild
 
 test:
 	@infra/local/test.sh
@@ -50,6 +51,10 @@ test:
 BENCH_ARGS ?=
 bench:
 	@loadtests/bench-reads.sh $(BENCH_ARGS)
+
+# Prints figures, asserts nothing; BENCH_ARGS goes to bench-rebuild, e.g. BENCH_ARGS='--events 100000'.
+bench-rebuild:
+	@loadtests/bench-rebuild.sh $(BENCH_ARGS)
 
 lint:
 	cargo fmt --all --check

@@ -1,12 +1,15 @@
 //! Applying a batch of events to the read model, together with the checkpoint.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
-use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{Connection as _, PgConnection, PgPool};
 use uuid::Uuid;
 
-use geoledger_common::event::{EventEnvelope, PointCreated, PointEvent};
+use geoledger_common::event::{EventEnvelope, PointEvent};
 
 use crate::dead_letter::{self, DeadLetters};
+use crate::fold::{self, PointRow, PointState};
 
 pub use geoledger_common::projection::{CHECKPOINT_CHANNEL, POINTS as PROJECTION};
 
@@ -50,32 +53,99 @@ pub(crate) struct BatchOutcome {
 /// # Errors
 /// When the database cannot be read.
 pub async fn read_checkpoint(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(checkpoint_of(pool, PROJECTION).await?.unwrap_or(0))
+}
+
+/// The checkpoint row `projection`, if there is one.
+pub(crate) async fn checkpoint_of(
+    executor: impl sqlx::PgExecutor<'_>,
+    projection: &str,
+) -> Result<Option<u64>, sqlx::Error> {
     let seq: Option<i64> =
         sqlx::query_scalar("SELECT last_seq FROM projection_checkpoint WHERE projection = $1")
-            .bind(PROJECTION)
-            .fetch_optional(pool)
+            .bind(projection)
+            .fetch_optional(executor)
             .await?;
-    Ok(seq.unwrap_or(0) as u64)
+    Ok(seq.map(|s| s as u64))
 }
 
-/// Empties the read model and rewinds the checkpoint, atomically.
-pub(crate) async fn reset(session: &mut PgConnection) -> Result<(), sqlx::Error> {
-    let mut tx = session.begin().await?;
-    sqlx::query("TRUNCATE points, point_tombstones, parked_points")
-        .execute(&mut *tx)
-        .await?;
+/// Takes the lock of the checkpoint row `projection` (creating it at 0) for the transaction
+/// and returns the checkpoint. On the live projection the lock serialises batches against
+/// `rebuild`'s swap and `redrive`, and makes the read of the checkpoint and its update one
+/// step.
+pub(crate) async fn lock_checkpoint(
+    tx: &mut PgConnection,
+    projection: &str,
+) -> Result<u64, sqlx::Error> {
     sqlx::query(
         "INSERT INTO projection_checkpoint (projection, last_seq) VALUES ($1, 0)
-         ON CONFLICT (projection) DO UPDATE SET last_seq = 0, updated_at = now()",
+         ON CONFLICT (projection) DO NOTHING",
     )
-    .bind(PROJECTION)
+    .bind(projection)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await
+    let checkpoint: i64 = sqlx::query_scalar(
+        "SELECT last_seq FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",
+    )
+    .bind(projection)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(checkpoint as u64)
 }
 
-/// Applies `batch` (in stream order) and moves the checkpoint to its last sequence, in one
-/// transaction.
+/// Moves the checkpoint row `projection` to `seq`.
+pub(crate) async fn set_checkpoint(
+    tx: &mut PgConnection,
+    projection: &str,
+    seq: u64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoint (projection, last_seq) VALUES ($1, $2)
+         ON CONFLICT (projection) DO UPDATE SET last_seq = $2, updated_at = now()",
+    )
+    .bind(projection)
+    .bind(seq as i64)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Announces the live checkpoint to query-api's waiting readers. Delivered only on commit, so
+/// a reader waiting for its write is woken exactly when the rows it waits for are visible.
+pub(crate) async fn announce(tx: &mut PgConnection, seq: u64) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHECKPOINT_CHANNEL)
+        .bind(seq.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// The tables a projection is written to: the live read model, `rebuild`'s shadow copy of it,
+/// or the table of a `replay`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tables {
+    /// One row per live point.
+    pub(crate) points: String,
+    /// Deleted points, so that a replayed creation cannot bring one back.
+    pub(crate) tombstones: String,
+    /// Points whose events go to the dead-letter stream.
+    pub(crate) parked: String,
+}
+
+impl Tables {
+    /// The read model query-api serves.
+    pub(crate) fn live() -> Self {
+        Self {
+            points: "points".to_owned(),
+            tombstones: "point_tombstones".to_owned(),
+            parked: "parked_points".to_owned(),
+        }
+    }
+}
+
+/// Applies `batch` (in stream order) to the live read model and moves the checkpoint to its
+/// last sequence, in one transaction.
 #[tracing::instrument(skip_all, fields(db.rows = batch.len()), err)]
 pub(crate) async fn apply_batch(
     session: &mut PgConnection,
@@ -83,65 +153,11 @@ pub(crate) async fn apply_batch(
     dead_letters: &DeadLetters,
 ) -> Result<BatchOutcome, ApplyError> {
     let mut tx = session.begin().await?;
-    let checkpoint = lock_checkpoint(&mut tx).await?;
-    let mut parked = dead_letter::parked_among(&mut tx, batch).await?;
-    let mut dead = Vec::new();
-
-    let mut outcome = BatchOutcome {
-        checkpoint,
-        ..BatchOutcome::default()
-    };
-    let mut creations = Creations::default();
-    for incoming in batch.iter().filter(|i| i.sequence > checkpoint) {
-        outcome.checkpoint = outcome.checkpoint.max(incoming.sequence);
-        if incoming.point_id.is_some_and(|id| parked.contains(&id)) {
-            dead.push((
-                incoming,
-                "parked behind an earlier dead letter of this point".to_owned(),
-            ));
-            continue;
-        }
-        let (envelope, event) = match &incoming.event {
-            Ok(decoded) => decoded,
-            Err(reason) => {
-                outcome.undecodable += 1;
-                if let Some(id) = incoming.point_id {
-                    dead_letter::park(&mut tx, id, incoming.sequence, reason).await?;
-                    parked.insert(id);
-                }
-                dead.push((incoming, reason.clone()));
-                continue;
-            }
-        };
-        if let PointEvent::Created(created) = event {
-            creations.push(envelope, created, incoming.sequence);
-            continue;
-        }
-        // A later event may concern a point created earlier in this batch: the creations
-        // gathered so far go in first, so stream order is kept.
-        outcome.applied += std::mem::take(&mut creations).insert(&mut tx).await?;
-        outcome.applied += apply_change(&mut tx, envelope, event, incoming.sequence).await?;
-    }
-    outcome.applied += creations.insert(&mut tx).await?;
-    outcome.dead_lettered = dead.len() as u64;
-    outcome.skipped = batch.len() as u64 - outcome.applied - outcome.dead_lettered;
-
+    let checkpoint = lock_checkpoint(&mut tx, PROJECTION).await?;
+    let (outcome, dead) = apply_events(&mut tx, &Tables::live(), batch, checkpoint, None).await?;
     if outcome.checkpoint > checkpoint {
-        sqlx::query(
-            "UPDATE projection_checkpoint SET last_seq = $2, updated_at = now()
-             WHERE projection = $1",
-        )
-        .bind(PROJECTION)
-        .bind(outcome.checkpoint as i64)
-        .execute(&mut *tx)
-        .await?;
-        // Delivered only on commit, so a reader waiting for its write is woken exactly when
-        // the rows it waits for are visible.
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHECKPOINT_CHANNEL)
-            .bind(outcome.checkpoint.to_string())
-            .execute(&mut *tx)
-            .await?;
+        set_checkpoint(&mut tx, PROJECTION, outcome.checkpoint).await?;
+        announce(&mut tx, outcome.checkpoint).await?;
     }
     // Dead letters are stored before the commit: if storing fails the batch is retried,
     // and if the commit fails after, their message ids keep the retry from storing twice.
@@ -155,113 +171,262 @@ pub(crate) async fn apply_batch(
     Ok(outcome)
 }
 
-/// Takes the checkpoint row's lock for the transaction and returns the checkpoint. The lock
-/// serialises batches against `rebuild` and `redrive`, and makes the read of the checkpoint
-/// and its update one step.
-pub(crate) async fn lock_checkpoint(
-    tx: &mut Transaction<'_, Postgres>,
-) -> Result<u64, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO projection_checkpoint (projection, last_seq) VALUES ($1, 0)
-         ON CONFLICT (projection) DO NOTHING",
-    )
-    .bind(PROJECTION)
-    .execute(&mut **tx)
-    .await?;
-    let checkpoint: i64 = sqlx::query_scalar(
-        "SELECT last_seq FROM projection_checkpoint WHERE projection = $1 FOR UPDATE",
-    )
-    .bind(PROJECTION)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(checkpoint as u64)
+/// The ids a replay's tables hold a row or a tombstone for, kept in memory: most events of a
+/// rebuild create points never seen, and a batch then looks up only the points it may find.
+#[derive(Debug, Default)]
+pub(crate) struct KnownIds(HashSet<Uuid>);
+
+impl KnownIds {
+    /// The ids `tables` hold now.
+    pub(crate) async fn load(tx: &mut PgConnection, tables: &Tables) -> Result<Self, sqlx::Error> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(&format!(
+            "SELECT id FROM {} UNION ALL SELECT id FROM {}",
+            tables.points, tables.tombstones
+        ))
+        .fetch_all(tx)
+        .await?;
+        Ok(Self(ids.into_iter().collect()))
+    }
+}
+
+/// A message that goes to the dead-letter stream, and why.
+pub(crate) type Dead<'a> = (&'a Incoming, String);
+
+/// The part of a batch every path shares: skips what is at or below `checkpoint`, parks the
+/// points of unreadable messages (their later events follow them to the dead letters), folds
+/// the rest onto the points' current states and writes the changed rows. The caller owns the
+/// transaction, the checkpoint and the dead letters returned. With `known`, only the points it
+/// names are looked up, and it learns the points the batch writes.
+pub(crate) async fn apply_events<'a>(
+    tx: &mut PgConnection,
+    tables: &Tables,
+    batch: &'a [Incoming],
+    checkpoint: u64,
+    known: Option<&mut KnownIds>,
+) -> Result<(BatchOutcome, Vec<Dead<'a>>), sqlx::Error> {
+    let mut parked = dead_letter::parked_among(tx, &tables.parked, batch).await?;
+    let mut dead = Vec::new();
+    let mut events = Vec::with_capacity(batch.len());
+    let mut outcome = BatchOutcome {
+        checkpoint,
+        ..BatchOutcome::default()
+    };
+    for incoming in batch.iter().filter(|i| i.sequence > checkpoint) {
+        outcome.checkpoint = outcome.checkpoint.max(incoming.sequence);
+        if incoming.point_id.is_some_and(|id| parked.contains(&id)) {
+            dead.push((
+                incoming,
+                "parked behind an earlier dead letter of this point".to_owned(),
+            ));
+            continue;
+        }
+        match &incoming.event {
+            Ok((envelope, event)) => events.push((incoming.sequence, envelope, event)),
+            Err(reason) => {
+                outcome.undecodable += 1;
+                if let Some(id) = incoming.point_id {
+                    dead_letter::park(tx, &tables.parked, id, incoming.sequence, reason).await?;
+                    parked.insert(id);
+                }
+                dead.push((incoming, reason.clone()));
+            }
+        }
+    }
+    outcome.applied = apply_decoded(tx, tables, &events, known).await?;
+    outcome.dead_lettered = dead.len() as u64;
+    outcome.skipped = batch.len() as u64 - outcome.applied - outcome.dead_lettered;
+    Ok((outcome, dead))
 }
 
 /// Applies one event on its own (a re-driven dead letter); returns 1 if it changed a row.
 pub(crate) async fn apply_one(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     envelope: &EventEnvelope,
     event: &PointEvent,
     sequence: u64,
 ) -> Result<u64, sqlx::Error> {
-    if let PointEvent::Created(created) = event {
-        let mut creation = Creations::default();
-        creation.push(envelope, created, sequence);
-        return creation.insert(tx).await;
-    }
-    apply_change(tx, envelope, event, sequence).await
+    apply_decoded(tx, &Tables::live(), &[(sequence, envelope, event)], None).await
 }
 
-/// Applies a rename, move or delete if the row is older than the event; returns 1 if it did.
-///
-/// A change whose point has no row (its creation was undecodable, or it is already deleted)
-/// changes nothing; the version guard makes a redelivered change a no-op too.
-async fn apply_change(
-    tx: &mut Transaction<'_, Postgres>,
-    envelope: &EventEnvelope,
-    event: &PointEvent,
-    sequence: u64,
+/// Folds decoded events, in order, onto the states of their points as stored, and writes
+/// back the points that changed: two reads and at most three writes per batch, whatever its
+/// size. Returns how many events changed a point.
+async fn apply_decoded(
+    tx: &mut PgConnection,
+    tables: &Tables,
+    events: &[(u64, &EventEnvelope, &PointEvent)],
+    known: Option<&mut KnownIds>,
 ) -> Result<u64, sqlx::Error> {
-    let id = envelope.aggregate_id;
-    let version = envelope.aggregate_version as i64;
-    let at = envelope.occurred_at;
-    let result = match event {
-        PointEvent::Created(_) => return Ok(0),
-        PointEvent::Renamed(renamed) => {
-            sqlx::query(
-                "UPDATE points SET name = $2, version = $3, last_seq = $4, updated_at = $5
-                 WHERE id = $1 AND version < $3",
-            )
-            .bind(id)
-            .bind(renamed.name.as_str())
-            .bind(version)
-            .bind(sequence as i64)
-            .bind(at)
-            .execute(&mut **tx)
-            .await?
-        }
-        PointEvent::Moved(moved) => {
-            sqlx::query(
-                "UPDATE points SET geom = ST_SetSRID(ST_MakePoint($2, $3), 4326), version = $4,
-                        last_seq = $5, updated_at = $6
-                 WHERE id = $1 AND version < $4",
-            )
-            .bind(id)
-            .bind(moved.longitude.degrees())
-            .bind(moved.latitude.degrees())
-            .bind(version)
-            .bind(sequence as i64)
-            .bind(at)
-            .execute(&mut **tx)
-            .await?
-        }
-        PointEvent::Deleted => {
-            sqlx::query(
-                "INSERT INTO point_tombstones (id, version, deleted_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(version)
-            .bind(at)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query("DELETE FROM points WHERE id = $1 AND version < $2")
-                .bind(id)
-                .bind(version)
-                .execute(&mut **tx)
-                .await?
-        }
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let mut ids: Vec<Uuid> = events.iter().map(|(_, e, _)| e.aggregate_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let stored: Vec<Uuid> = match &known {
+        Some(known) => ids
+            .iter()
+            .filter(|id| known.0.contains(id))
+            .copied()
+            .collect(),
+        None => ids.clone(),
     };
-    if result.rows_affected() == 0 {
-        tracing::debug!(point.id = %id, event.version = version, "change already applied");
+    let mut points = load_states(tx, tables, &ids, &stored).await?;
+    let mut applied = 0;
+    for (sequence, envelope, event) in events {
+        let point = points
+            .get_mut(&envelope.aggregate_id)
+            .expect("every event's point was loaded");
+        if fold::apply(&mut point.now, envelope, event, *sequence) {
+            applied += 1;
+        }
     }
-    Ok(result.rows_affected())
+    if let Some(known) = known {
+        known.0.extend(
+            points
+                .iter()
+                .filter(|(_, point)| point.now != PointState::Absent)
+                .map(|(id, _)| *id),
+        );
+    }
+    store_states(tx, tables, points).await?;
+    Ok(applied)
 }
 
-/// New points of a batch, inserted with one statement: one round trip per batch rather than
-/// per event.
+/// A point's state as read at the start of a batch and as the batch leaves it.
+struct Tracked {
+    before: PointState,
+    now: PointState,
+}
+
+/// The states of the points `ids`, of which only those in `stored` can have a row or a
+/// tombstone.
+async fn load_states(
+    tx: &mut PgConnection,
+    tables: &Tables,
+    ids: &[Uuid],
+    stored: &[Uuid],
+) -> Result<HashMap<Uuid, Tracked>, sqlx::Error> {
+    let mut states: HashMap<Uuid, PointState> =
+        ids.iter().map(|id| (*id, PointState::Absent)).collect();
+    if stored.is_empty() {
+        return Ok(track(states));
+    }
+    let rows: Vec<StoredRow> = sqlx::query_as(&format!(
+        "SELECT id, name, ST_X(geom), ST_Y(geom), properties::text, version, last_seq,
+                created_at, updated_at
+         FROM {} WHERE id = ANY($1)",
+        tables.points
+    ))
+    .bind(stored)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in rows {
+        let row = PointRow {
+            id: row.0,
+            name: row.1,
+            longitude: row.2,
+            latitude: row.3,
+            properties: row.4,
+            version: row.5,
+            last_seq: row.6,
+            created_at: row.7,
+            updated_at: row.8,
+        };
+        states.insert(row.id, PointState::Live(row));
+    }
+    let tombstones: Vec<(Uuid, i64, DateTime<Utc>)> = sqlx::query_as(&format!(
+        "SELECT id, version, deleted_at FROM {} WHERE id = ANY($1)",
+        tables.tombstones
+    ))
+    .bind(stored)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (id, version, deleted_at) in tombstones {
+        states.insert(
+            id,
+            PointState::Deleted {
+                version,
+                deleted_at,
+            },
+        );
+    }
+    Ok(track(states))
+}
+
+fn track(states: HashMap<Uuid, PointState>) -> HashMap<Uuid, Tracked> {
+    states
+        .into_iter()
+        .map(|(id, state)| {
+            (
+                id,
+                Tracked {
+                    before: state.clone(),
+                    now: state,
+                },
+            )
+        })
+        .collect()
+}
+
+type StoredRow = (
+    Uuid,
+    String,
+    f64,
+    f64,
+    String,
+    i64,
+    i64,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+/// Writes the points whose state changed: live rows upserted in one statement, deleted
+/// points removed and tombstoned in two.
+async fn store_states(
+    tx: &mut PgConnection,
+    tables: &Tables,
+    points: HashMap<Uuid, Tracked>,
+) -> Result<(), sqlx::Error> {
+    let mut rows = Rows::default();
+    let mut deleted: Vec<(Uuid, i64, DateTime<Utc>)> = Vec::new();
+    for (id, point) in points.into_iter().filter(|(_, p)| p.now != p.before) {
+        match point.now {
+            PointState::Live(row) => rows.push(row),
+            PointState::Deleted {
+                version,
+                deleted_at,
+            } => deleted.push((id, version, deleted_at)),
+            PointState::Absent => {}
+        }
+    }
+    rows.upsert(tx, &tables.points).await?;
+    if !deleted.is_empty() {
+        let ids: Vec<Uuid> = deleted.iter().map(|d| d.0).collect();
+        let versions: Vec<i64> = deleted.iter().map(|d| d.1).collect();
+        let times: Vec<DateTime<Utc>> = deleted.iter().map(|d| d.2).collect();
+        sqlx::query(&format!("DELETE FROM {} WHERE id = ANY($1)", tables.points))
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!(
+            "INSERT INTO {} (id, version, deleted_at)
+             SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::timestamptz[])
+             ON CONFLICT (id) DO NOTHING",
+            tables.tombstones
+        ))
+        .bind(&ids)
+        .bind(&versions)
+        .bind(&times)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Rows to write, as one array per column: one statement per batch rather than per event.
 #[derive(Default)]
-struct Creations {
+struct Rows {
     ids: Vec<Uuid>,
     names: Vec<String>,
     longitudes: Vec<f64>,
@@ -269,39 +434,40 @@ struct Creations {
     properties: Vec<String>,
     versions: Vec<i64>,
     sequences: Vec<i64>,
-    times: Vec<DateTime<Utc>>,
+    created: Vec<DateTime<Utc>>,
+    updated: Vec<DateTime<Utc>>,
 }
 
-impl Creations {
-    fn push(&mut self, envelope: &EventEnvelope, created: &PointCreated, sequence: u64) {
-        self.ids.push(envelope.aggregate_id);
-        self.names.push(created.name.as_str().to_owned());
-        self.longitudes.push(created.longitude.degrees());
-        self.latitudes.push(created.latitude.degrees());
-        self.properties
-            .push(serde_json::Value::Object(created.properties.clone()).to_string());
-        self.versions.push(envelope.aggregate_version as i64);
-        self.sequences.push(sequence as i64);
-        self.times.push(envelope.occurred_at);
+impl Rows {
+    fn push(&mut self, row: PointRow) {
+        self.ids.push(row.id);
+        self.names.push(row.name);
+        self.longitudes.push(row.longitude);
+        self.latitudes.push(row.latitude);
+        self.properties.push(row.properties);
+        self.versions.push(row.version);
+        self.sequences.push(row.last_seq);
+        self.created.push(row.created_at);
+        self.updated.push(row.updated_at);
     }
 
-    /// Inserts the points; a point that already exists (a redelivered or re-published
-    /// creation) or was deleted is left as it is. Returns how many rows were new.
-    async fn insert(self, tx: &mut Transaction<'_, Postgres>) -> Result<u64, sqlx::Error> {
+    /// Inserts new points and overwrites changed ones with their folded state.
+    async fn upsert(self, tx: &mut PgConnection, table: &str) -> Result<(), sqlx::Error> {
         if self.ids.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
-        let result = sqlx::query(
-            "INSERT INTO points
+        sqlx::query(&format!(
+            "INSERT INTO {table}
                  (id, name, geom, properties, version, last_seq, created_at, updated_at)
              SELECT id, name, ST_SetSRID(ST_MakePoint(lon, lat), 4326), props::jsonb, version,
-                    seq, at, at
+                    seq, created, updated
              FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::float8[], $5::text[],
-                         $6::int8[], $7::int8[], $8::timestamptz[])
-                  AS t(id, name, lon, lat, props, version, seq, at)
-             WHERE NOT EXISTS (SELECT 1 FROM point_tombstones d WHERE d.id = t.id)
-             ON CONFLICT (id) DO NOTHING",
-        )
+                         $6::int8[], $7::int8[], $8::timestamptz[], $9::timestamptz[])
+                  AS t(id, name, lon, lat, props, version, seq, created, updated)
+             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, geom = EXCLUDED.geom,
+                 properties = EXCLUDED.properties, version = EXCLUDED.version,
+                 last_seq = EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at"
+        ))
         .bind(&self.ids)
         .bind(&self.names)
         .bind(&self.longitudes)
@@ -309,9 +475,10 @@ impl Creations {
         .bind(&self.properties)
         .bind(&self.versions)
         .bind(&self.sequences)
-        .bind(&self.times)
-        .execute(&mut **tx)
+        .bind(&self.created)
+        .bind(&self.updated)
+        .execute(&mut *tx)
         .await?;
-        Ok(result.rows_affected())
+        Ok(())
     }
 }

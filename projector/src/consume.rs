@@ -275,7 +275,7 @@ impl Worker {
     }
 }
 
-fn decode(message: &Message) -> anyhow::Result<Incoming> {
+pub(crate) fn decode(message: &Message) -> anyhow::Result<Incoming> {
     let info = message
         .info()
         .map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;

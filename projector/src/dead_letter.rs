@@ -15,7 +15,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::jetstream::{self, stream};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use geoledger_common::event::EventEnvelope;
@@ -106,6 +106,19 @@ impl DeadLetters {
         Ok(())
     }
 
+    /// How many dead letters there are (0 when the stream does not exist yet).
+    pub(crate) async fn count(&self) -> anyhow::Result<u64> {
+        match self.js.get_stream(self.name()).await {
+            Ok(mut stream) => Ok(stream
+                .info()
+                .await
+                .context("reading the DLQ")?
+                .state
+                .messages),
+            Err(_) => Ok(0),
+        }
+    }
+
     /// Every dead letter, or those of one point, oldest first.
     pub(crate) async fn list(&self, point: Option<Uuid>) -> anyhow::Result<Vec<DeadLetter>> {
         let stream = self
@@ -157,7 +170,7 @@ impl DeadLetters {
     ) -> anyhow::Result<u64> {
         let letters = self.list(Some(point)).await?;
         let mut tx = pool.begin().await?;
-        apply::lock_checkpoint(&mut tx).await?;
+        apply::lock_checkpoint(&mut tx, apply::PROJECTION).await?;
         let mut applied = 0;
         for letter in &letters {
             let decoded = EventEnvelope::from_slice(letter.payload.as_bytes())
@@ -199,32 +212,35 @@ impl DeadLetters {
 
 /// The points of `batch` that are parked already.
 pub(crate) async fn parked_among(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: &mut PgConnection,
+    table: &str,
     batch: &[Incoming],
 ) -> Result<HashSet<Uuid>, sqlx::Error> {
     let ids: Vec<Uuid> = batch.iter().filter_map(|i| i.point_id).collect();
-    let parked: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM parked_points WHERE id = ANY($1)")
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await?;
+    let parked: Vec<Uuid> =
+        sqlx::query_scalar(&format!("SELECT id FROM {table} WHERE id = ANY($1)"))
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
     Ok(parked.into_iter().collect())
 }
 
 /// Parks a point behind the dead letter at `sequence`.
 pub(crate) async fn park(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: &mut PgConnection,
+    table: &str,
     point: Uuid,
     sequence: u64,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO parked_points (id, first_seq, reason) VALUES ($1, $2, $3)
-         ON CONFLICT (id) DO NOTHING",
-    )
+    sqlx::query(&format!(
+        "INSERT INTO {table} (id, first_seq, reason) VALUES ($1, $2, $3)
+         ON CONFLICT (id) DO NOTHING"
+    ))
     .bind(point)
     .bind(sequence as i64)
     .bind(reason)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

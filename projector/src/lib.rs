@@ -11,7 +11,13 @@
 mod apply;
 mod consume;
 mod dead_letter;
+mod feed;
+mod fold;
+mod inspect;
 mod leader;
+mod progress;
+mod rebuild;
+mod replay;
 mod status;
 
 use std::future::Future;
@@ -31,6 +37,9 @@ use geoledger_common::telemetry::LogFormat;
 pub use crate::apply::{CHECKPOINT_CHANNEL, PROJECTION, read_checkpoint};
 pub use crate::consume::Progress;
 pub use crate::dead_letter::DeadLetter;
+pub use crate::inspect::{ProjectionState, StatusReport, StreamState};
+pub use crate::rebuild::{RebuildArgs, RebuildReport, SHADOW_CHECKPOINT};
+pub use crate::replay::{ReplayArgs, ReplayReport};
 
 /// Everything the projector can be told, from flags or `GEOLEDGER_*` variables.
 #[derive(Debug, Clone, clap::Parser)]
@@ -68,13 +77,29 @@ pub struct Config {
 }
 
 /// What the projector binary can be asked to do besides running.
-#[derive(Debug, Clone, Copy, clap::Subcommand)]
+#[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Apply the database migrations and exit.
     Migrate,
-    /// Empty the read model and its checkpoint, then run: every event is replayed from the
-    /// start of the stream. Stop any running projector first.
-    Rebuild,
+    /// Show the stream's extent, each projection's checkpoint, pending events, lag and dead
+    /// letters.
+    Status {
+        /// Print one JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build the read model anew from the first event into shadow tables, then swap them in.
+    ///
+    /// The live tables keep serving reads, and a running projector keeps projecting, until
+    /// the shadow has caught up with the stream; the swap is one transaction, after which the
+    /// projector carries on from the new checkpoint. Interrupted (Ctrl-C, a crash), the next
+    /// run resumes where this one stopped.
+    Rebuild(RebuildArgs),
+    /// Replay part of the stream into a table of its own, leaving the read model alone.
+    ///
+    /// The table holds the points as they were at a sequence (--to-seq) or at a moment
+    /// (--as-of), with the columns of `points`.
+    Replay(ReplayArgs),
     /// Print the dead letters, one JSON object a line, oldest first.
     DeadLetters,
     /// Apply a parked point's dead letters in order and unpark it.
@@ -138,23 +163,70 @@ pub async fn migrate_only(config: &Config) -> anyhow::Result<()> {
     migrate(&pool(&config.database)?).await
 }
 
-/// The first half of the `rebuild` command: empties the read model and resets the checkpoint
-/// in one transaction, so readers see either the old projection or an empty one.
+async fn jetstream(config: &Config) -> anyhow::Result<jetstream::Context> {
+    let client = async_nats::connect(config.nats.url.as_str())
+        .await
+        .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
+    Ok(jetstream::new(client))
+}
+
+/// A stop flag that turns true when `stop` resolves.
+fn stop_flag(
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// The `status` command.
 ///
 /// # Errors
-/// When the database is unreachable.
-pub async fn reset_projection(config: &Config) -> anyhow::Result<()> {
+/// When NATS or PostgreSQL is unreachable, or the stream does not exist.
+pub async fn status(config: &Config) -> anyhow::Result<StatusReport> {
+    let pool = pool(&config.database)?;
+    let js = jetstream(config).await?;
+    inspect::status(&pool, &js, &config.nats.stream_spec()).await
+}
+
+/// The `rebuild` command (see [`Command::Rebuild`]). When `stop` resolves first, the batch in
+/// flight is committed and the report says the rebuild was not swapped in; running it again
+/// resumes.
+///
+/// # Errors
+/// When another rebuild runs, the stream does not exist, NATS or PostgreSQL fails, or the live
+/// tables' columns changed since the shadow was started.
+pub async fn rebuild(
+    config: &Config,
+    args: &RebuildArgs,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RebuildReport> {
     let pool = pool(&config.database)?;
     migrate(&pool).await?;
-    let Some(mut session) = leader::try_lead(&pool).await? else {
-        anyhow::bail!("a projector is running against this database; stop it before rebuilding");
-    };
-    apply::reset(&mut session).await?;
-    tracing::info!(
-        projection = PROJECTION,
-        "projection reset; replaying from the first event"
-    );
-    Ok(())
+    let js = jetstream(config).await?;
+    let stop = stop_flag(stop);
+    rebuild::rebuild(&pool, &js, &config.nats.stream_spec(), args, &stop).await
+}
+
+/// The `replay` command (see [`Command::Replay`]).
+///
+/// # Errors
+/// When the table name is not allowed or the table exists (without `replace`), or NATS or
+/// PostgreSQL fails.
+pub async fn replay(
+    config: &Config,
+    args: &ReplayArgs,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<ReplayReport> {
+    let pool = pool(&config.database)?;
+    migrate(&pool).await?;
+    let js = jetstream(config).await?;
+    let conn = pool.acquire().await?.detach();
+    let stop = stop_flag(stop);
+    replay::replay(conn, &js, &config.nats.stream_spec(), args, &stop).await
 }
 
 async fn dead_letter_handle(config: &Config) -> anyhow::Result<dead_letter::DeadLetters> {

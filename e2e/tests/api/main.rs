@@ -14,4 +14,5 @@ mod ogc;
 mod projection;
 mod read_your_writes;
 mod reads;
+mod replay;
 mod round_trip;

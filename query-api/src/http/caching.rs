@@ -25,9 +25,9 @@
 //! - The tag assumes only the projector writes the read model. Rows changed behind its back
 //!   (a manual fix, a bulk load that does not move the checkpoint) keep the old tag, and a
 //!   client holding it is told 304 until the next event is projected.
-//! - `projector rebuild` rewinds the checkpoint, so while it replays, a tag from before the
-//!   rebuild matches again once the replay passes the same sequence; the rows are then the
-//!   same, since replaying the same events gives the same rows.
+//! - `projector rebuild` builds new tables beside these and swaps them in with a checkpoint at
+//!   or past the old one, so tags never go back; a tag from before the swap may still match
+//!   after it, which is right as long as replaying the same events gives the same rows.
 
 use axum::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH, VARY};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};

@@ -1,0 +1,506 @@
+//! `rebuild`: a new read model built beside the live one, then swapped in.
+//!
+//! The stream is replayed from its first event into shadow tables (`points_rebuild` and its
+//! companions, with their own checkpoint row `points/rebuild`) while query-api keeps reading
+//! `points` and the live projector keeps writing it. The shadow is bulk-loaded with only its
+//! primary key; the secondary indexes (the spatial ones above all) are built once the load is
+//! done, which is far cheaper than growing them row by row.
+//!
+//! The swap is one transaction that holds the live checkpoint row's lock, so the live
+//! projector cannot commit a batch meanwhile:
+//!
+//! 1. lock the live checkpoint row and read it (C);
+//! 2. bring the shadow up to C at least (it usually is already), in committed batches;
+//! 3. take the live tables' exclusive locks, drop them and rename the shadow tables and their
+//!    indexes to the live names;
+//! 4. set the live checkpoint to the shadow's, which is C or later, and commit.
+//!
+//! Every event the live projector applied is in the shadow by then, and the live projector's
+//! next batch, once the lock is released, skips what is at or below the new checkpoint: its
+//! consumer carries on from there. A reader sees the old tables or the new ones, never a half
+//! of each. If a reader holds the old tables too long, taking their locks times out, the
+//! transaction is abandoned (readers queued behind it go on) and the swap is tried again.
+//!
+//! Interrupted (Ctrl-C, kill -9), a rebuild leaves its shadow and checkpoint as of its last
+//! committed batch, and the next `rebuild` resumes from there.
+//!
+//! # Limitations
+//!
+//! - A reader whose transaction took its snapshot before the shadow's last batch committed and
+//!   reads `points` only after the swap sees the new table without that batch: a complete
+//!   projection, a few events older than the one it read a moment before. query-api's
+//!   transactions are a few milliseconds long, so this needs a reader stalled across the swap.
+//! - The shadow is built from the live tables' definitions when the rebuild starts. A
+//!   migration applied meanwhile makes the swap refuse (the columns differ); `--restart` then
+//!   starts again from the new definitions.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use sqlx::{Connection as _, PgConnection, PgPool};
+use tokio::sync::watch;
+
+use geoledger_common::stream::StreamSpec;
+
+use crate::apply::{self, PROJECTION, Tables};
+use crate::dead_letter::DeadLetters;
+use crate::feed;
+use crate::progress::{self, Meter};
+use crate::replay::{Letters, Replayer, Run, Source};
+
+/// The shadow tables' names are the live ones with this suffix, and so are their indexes'.
+pub(crate) const SUFFIX: &str = "_rebuild";
+
+/// The shadow's checkpoint row in `projection_checkpoint`.
+pub const SHADOW_CHECKPOINT: &str = "points/rebuild";
+
+/// The advisory lock one rebuild at a time holds (the live projector holds another).
+const REBUILD_LOCK_KEY: i64 = 0x6765_6f6c_7265_6275;
+
+/// Longest the swap holds the live projector back while the shadow catches up with it; past
+/// it the swap steps back, the shadow catches up unhindered, and the swap is tried again.
+const SWAP_CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long the swap waits for a lock before giving way to the readers and trying again.
+const SWAP_LOCK_TIMEOUT: &str = "2s";
+
+/// Memory for each index build. The default 64 MB makes the spatial index builds of a million
+/// points spill to disk; 256 MB keeps them in memory.
+const INDEX_BUILD_MEMORY: &str = "256MB";
+
+/// The live tables of the projection, in the order they are locked.
+const LIVE_TABLES: [&str; 3] = ["points", "point_tombstones", "parked_points"];
+
+/// What `rebuild` is asked for.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RebuildArgs {
+    /// Events per transaction while loading the shadow tables.
+    #[arg(long, default_value_t = 10_000)]
+    pub batch_size: usize,
+    /// Throw away an interrupted rebuild's shadow tables and start from the first event.
+    #[arg(long)]
+    pub restart: bool,
+}
+
+/// What a `rebuild` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// The sequence the shadow started from (0, or where an interrupted rebuild stopped).
+    pub resumed_from: u64,
+    /// The live checkpoint after the swap, or the shadow's if interrupted.
+    pub checkpoint: u64,
+    /// Events read by this run.
+    pub events: u64,
+    /// Points in the new read model (0 if interrupted).
+    pub points: u64,
+    /// Whether the new tables are live; false when the stop signal came first.
+    pub swapped: bool,
+    /// How long this run took, and the part spent building indexes.
+    pub elapsed: Duration,
+    /// Time spent building the secondary indexes.
+    pub indexing: Duration,
+}
+
+impl RebuildReport {
+    /// Events read per second of the whole run, index building included.
+    #[must_use]
+    pub fn events_per_sec(&self) -> f64 {
+        progress::rate(self.events, self.elapsed)
+    }
+}
+
+fn shadow_tables() -> Tables {
+    let live = Tables::live();
+    Tables {
+        points: format!("{}{SUFFIX}", live.points),
+        tombstones: format!("{}{SUFFIX}", live.tombstones),
+        parked: format!("{}{SUFFIX}", live.parked),
+    }
+}
+
+/// Runs a rebuild to its swap, or until `stop` turns true.
+pub(crate) async fn rebuild(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    spec: &StreamSpec,
+    args: &RebuildArgs,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<RebuildReport> {
+    let started = Instant::now();
+    let mut conn = pool.acquire().await?.detach();
+    let alone: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(REBUILD_LOCK_KEY)
+        .fetch_one(&mut conn)
+        .await?;
+    anyhow::ensure!(alone, "another rebuild is running against this database");
+    if args.restart {
+        drop_shadow(&mut conn).await?;
+    }
+    let resumed_from = prepare_shadow(&mut conn).await?;
+    let head = feed::head(js, spec).await?;
+    let live = apply::checkpoint_of(&mut conn, PROJECTION)
+        .await?
+        .unwrap_or(0);
+    // The shadow could never catch up with such a checkpoint, and the swap would wait for it
+    // holding the live projector back.
+    anyhow::ensure!(
+        live <= head,
+        "the read model is at sequence {live} but the stream {} ends at {head}: \
+         it was projected from another stream",
+        spec.name
+    );
+    if resumed_from > 0 {
+        tracing::info!(
+            rebuild.from = resumed_from,
+            rebuild.target = head,
+            "rebuild resumed"
+        );
+    } else {
+        tracing::info!(rebuild.target = head, "rebuild started");
+    }
+
+    let letters = DeadLetters::new(js.clone(), spec.clone());
+    letters.ensure().await?;
+    let source = Source {
+        js,
+        spec,
+        batch_size: args.batch_size,
+    };
+    let mut replayer = Replayer::open(
+        conn,
+        shadow_tables(),
+        Some(SHADOW_CHECKPOINT.to_owned()),
+        resumed_from,
+        &source,
+        Letters::Publish(Box::new((letters, std::collections::HashMap::new()))),
+    )
+    .await?;
+    let mut meter = Meter::new("rebuild", resumed_from, head);
+    let interrupted = |replayer: &Replayer, meter: Meter| {
+        meter.finish();
+        Ok(RebuildReport {
+            resumed_from,
+            checkpoint: replayer.checkpoint,
+            events: replayer.events,
+            points: 0,
+            swapped: false,
+            elapsed: started.elapsed(),
+            indexing: Duration::ZERO,
+        })
+    };
+
+    if replayer.run_to(head, &mut meter, stop).await? == Run::Stopped {
+        return interrupted(&replayer, meter);
+    }
+    meter.phase("building indexes");
+    let indexing = Instant::now();
+    build_indexes(&mut replayer.conn).await?;
+    let indexing = indexing.elapsed();
+
+    let Some(checkpoint) =
+        catch_up_and_swap(pool, js, spec, &mut replayer, &mut meter, stop).await?
+    else {
+        return interrupted(&replayer, meter);
+    };
+    meter.finish();
+    let points: i64 = sqlx::query_scalar("SELECT count(*) FROM points")
+        .fetch_one(&mut replayer.conn)
+        .await?;
+    let elapsed = started.elapsed();
+    tracing::info!(
+        checkpoint,
+        rebuild.events = replayer.events,
+        rebuild.points = points,
+        rebuild.events_per_sec = progress::whole(progress::rate(replayer.events, elapsed)),
+        rebuild.indexing_secs = indexing.as_secs_f64(),
+        "rebuild swapped in"
+    );
+    Ok(RebuildReport {
+        resumed_from,
+        checkpoint,
+        events: replayer.events,
+        points: points as u64,
+        swapped: true,
+        elapsed,
+        indexing,
+    })
+}
+
+/// Catches the shadow up with the stream and swaps it in, trying again while the swap gives
+/// way; returns the new live checkpoint, or `None` when the stop signal came first.
+async fn catch_up_and_swap(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    spec: &StreamSpec,
+    replayer: &mut Replayer,
+    meter: &mut Meter,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<u64>> {
+    loop {
+        // Whatever arrived while the indexes were built (or while a swap waited) first, so
+        // the swap itself has little or nothing left to apply.
+        let head = feed::head(js, spec).await?;
+        meter.retarget(head);
+        if replayer.run_to(head, meter, stop).await? == Run::Stopped {
+            return Ok(None);
+        }
+        meter.phase("swapping");
+        match swap(pool, replayer, meter, stop).await? {
+            Swap::Done(checkpoint) => return Ok(Some(checkpoint)),
+            Swap::Stopped => return Ok(None),
+            Swap::Busy => {
+                tracing::warn!(
+                    "the swap could not take its locks or catch up in time; trying again"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+enum Swap {
+    Done(u64),
+    Busy,
+    Stopped,
+}
+
+/// The swap transaction (see the module's documentation).
+async fn swap(
+    pool: &PgPool,
+    replayer: &mut Replayer,
+    meter: &mut Meter,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Swap> {
+    let mut live = pool.begin().await?;
+    sqlx::query(&format!("SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"))
+        .execute(&mut *live)
+        .await?;
+    let live_checkpoint = match apply::lock_checkpoint(&mut live, PROJECTION).await {
+        Ok(seq) => seq,
+        Err(error) if is_lock_timeout(&error) => return Ok(Swap::Busy),
+        Err(error) => return Err(error).context("locking the live checkpoint"),
+    };
+    // The live projector is held at `live_checkpoint` from here on, so not for long.
+    meter.retarget(live_checkpoint);
+    let deadline = Instant::now() + SWAP_CATCH_UP_LIMIT;
+    match replayer
+        .run_until(live_checkpoint, Some(deadline), meter, stop)
+        .await?
+    {
+        Run::Stopped => return Ok(Swap::Stopped),
+        Run::TimedOut => return Ok(Swap::Busy),
+        Run::Reached | Run::Ended => {}
+    }
+    let shadow = shadow_tables();
+    for (live_table, shadow_table) in
+        LIVE_TABLES
+            .iter()
+            .zip([&shadow.points, &shadow.tombstones, &shadow.parked])
+    {
+        let (a, b) = (
+            columns(&mut live, live_table).await?,
+            columns(&mut live, shadow_table).await?,
+        );
+        anyhow::ensure!(
+            a == b,
+            "{live_table} changed since the rebuild started ({a} became {b}); \
+             run `projector rebuild --restart`"
+        );
+    }
+    if let Err(error) = sqlx::query(&format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+        LIVE_TABLES.join(", ")
+    ))
+    .execute(&mut *live)
+    .await
+    {
+        if is_lock_timeout(&error) {
+            return Ok(Swap::Busy);
+        }
+        return Err(error).context("locking the live tables");
+    }
+    for (live_table, shadow_table) in
+        LIVE_TABLES
+            .iter()
+            .zip([&shadow.points, &shadow.tombstones, &shadow.parked])
+    {
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT indexname::text FROM pg_indexes
+             WHERE schemaname = current_schema() AND tablename = $1",
+        )
+        .bind(shadow_table)
+        .fetch_all(&mut *live)
+        .await?;
+        sqlx::query(&format!("DROP TABLE {live_table}"))
+            .execute(&mut *live)
+            .await?;
+        sqlx::query(&format!(
+            "ALTER TABLE {shadow_table} RENAME TO {live_table}"
+        ))
+        .execute(&mut *live)
+        .await?;
+        for index in indexes {
+            if let Some(name) = index.strip_suffix(SUFFIX) {
+                sqlx::query(&format!("ALTER INDEX {index} RENAME TO {name}"))
+                    .execute(&mut *live)
+                    .await?;
+            }
+        }
+    }
+    let checkpoint = replayer.checkpoint.max(live_checkpoint);
+    apply::set_checkpoint(&mut live, PROJECTION, checkpoint).await?;
+    sqlx::query("DELETE FROM projection_checkpoint WHERE projection = $1")
+        .bind(SHADOW_CHECKPOINT)
+        .execute(&mut *live)
+        .await?;
+    apply::announce(&mut live, checkpoint).await?;
+    live.commit().await.context("committing the swap")?;
+    Ok(Swap::Done(checkpoint))
+}
+
+fn is_lock_timeout(error: &sqlx::Error) -> bool {
+    // 55P03 lock_not_available: what lock_timeout raises.
+    error
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code)
+        .is_some_and(|code| code == "55P03")
+}
+
+/// A table's columns with their types, in order: what a swap must keep the same.
+async fn columns(conn: &mut PgConnection, table: &str) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', '
+                           ORDER BY attnum)
+         FROM pg_attribute
+         WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+    )
+    .bind(table)
+    .fetch_one(conn)
+    .await
+}
+
+/// Creates the shadow tables and their checkpoint if they are not there; returns the
+/// shadow's checkpoint. Leftovers without a checkpoint (a crash while creating them) are
+/// dropped first.
+async fn prepare_shadow(conn: &mut PgConnection) -> anyhow::Result<u64> {
+    if let Some(seq) = apply::checkpoint_of(&mut *conn, SHADOW_CHECKPOINT).await? {
+        return Ok(seq);
+    }
+    drop_shadow(conn).await?;
+    let shadow = shadow_tables();
+    let mut tx = conn.begin().await?;
+    for (live, shadow) in
+        LIVE_TABLES
+            .iter()
+            .zip([&shadow.points, &shadow.tombstones, &shadow.parked])
+    {
+        create_like(&mut tx, live, shadow, SUFFIX).await?;
+    }
+    apply::set_checkpoint(&mut tx, SHADOW_CHECKPOINT, 0).await?;
+    tx.commit().await.context("creating the shadow tables")?;
+    Ok(0)
+}
+
+async fn drop_shadow(conn: &mut PgConnection) -> anyhow::Result<()> {
+    let shadow = shadow_tables();
+    let mut tx = conn.begin().await?;
+    sqlx::query(&format!(
+        "DROP TABLE IF EXISTS {}, {}, {}",
+        shadow.points, shadow.tombstones, shadow.parked
+    ))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM projection_checkpoint WHERE projection = $1")
+        .bind(SHADOW_CHECKPOINT)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Creates `table` with the columns, defaults and checks of `like`, and its primary and unique
+/// keys (named as `like`'s plus `suffix`), but none of its other indexes.
+pub(crate) async fn create_like(
+    conn: &mut PgConnection,
+    like: &str,
+    table: &str,
+    suffix: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "CREATE TABLE {table} (LIKE {like} INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+                               INCLUDING STORAGE INCLUDING COMMENTS)"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    let keys: Vec<(String, String)> = sqlx::query_as(
+        "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+         WHERE conrelid = to_regclass($1) AND contype IN ('p', 'u') ORDER BY conname",
+    )
+    .bind(like)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (name, definition) in keys {
+        sqlx::query(&format!(
+            "ALTER TABLE {table} ADD CONSTRAINT {name}{suffix} {definition}"
+        ))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Builds on each shadow table the secondary indexes its live table has, from their own
+/// definitions, then refreshes the planner's statistics. An index already there (a rebuild
+/// interrupted after building it) is kept.
+async fn build_indexes(conn: &mut PgConnection) -> anyhow::Result<()> {
+    sqlx::query(&format!(
+        "SET maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    let shadow = shadow_tables();
+    for (live, shadow) in
+        LIVE_TABLES
+            .iter()
+            .zip([&shadow.points, &shadow.tombstones, &shadow.parked])
+    {
+        let indexes: Vec<(String, String)> = sqlx::query_as(
+            "SELECT i.relname::text, pg_get_indexdef(i.oid)
+             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+             WHERE x.indrelid = to_regclass($1)
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid)
+             ORDER BY i.relname",
+        )
+        .bind(live)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (name, definition) in indexes {
+            // pg_get_indexdef gives `CREATE [UNIQUE] INDEX name ON table USING method (...)`.
+            let Some((head, method)) = definition.split_once(" USING ") else {
+                anyhow::bail!("unexpected index definition: {definition}");
+            };
+            let unique = if head.starts_with("CREATE UNIQUE") {
+                "UNIQUE "
+            } else {
+                ""
+            };
+            let started = Instant::now();
+            sqlx::query(&format!(
+                "CREATE {unique}INDEX IF NOT EXISTS {name}{SUFFIX} ON {shadow} USING {method}"
+            ))
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("building {name}{SUFFIX}"))?;
+            tracing::debug!(
+                db.index = %name,
+                elapsed_secs = started.elapsed().as_secs_f64(),
+                "index built"
+            );
+        }
+        sqlx::query(&format!("ANALYZE {shadow}"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
