@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Transaction};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use geoledger_common::event::{EventEnvelope, PointCreated, PointEvent};
@@ -19,6 +20,9 @@ pub(crate) struct Incoming {
     pub(crate) point_id: Option<Uuid>,
     pub(crate) payload: bytes::Bytes,
     pub(crate) event: Result<(EventEnvelope, PointEvent), String>,
+    /// The event's span, a child of the publish that stored it; it ends when the message is
+    /// dropped, after its batch is committed and acknowledged.
+    pub(crate) span: tracing::Span,
 }
 
 /// Why a batch was not committed; it is retried as a whole.
@@ -120,7 +124,9 @@ pub(crate) async fn apply_batch(
         // A later event may concern a point created earlier in this batch: the creations
         // gathered so far go in first, so stream order is kept.
         outcome.applied += std::mem::take(&mut creations).insert(&mut tx).await?;
-        outcome.applied += apply_change(&mut tx, envelope, event, incoming.sequence).await?;
+        outcome.applied += apply_change(&mut tx, envelope, event, incoming.sequence)
+            .instrument(incoming.span.clone())
+            .await?;
     }
     outcome.applied += creations.insert(&mut tx).await?;
     outcome.dead_lettered = dead.len() as u64;
@@ -148,6 +154,7 @@ pub(crate) async fn apply_batch(
     for (incoming, reason) in dead {
         dead_letters
             .send(incoming, &reason)
+            .instrument(incoming.span.clone())
             .await
             .map_err(ApplyError::DeadLetter)?;
     }

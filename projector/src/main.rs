@@ -5,13 +5,19 @@
 
 use clap::Parser;
 
-use geoledger_common::{shutdown, telemetry};
+use geoledger_common::shutdown;
+use geoledger_common::telemetry::{self, Export};
 use projector::{App, Command, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    telemetry::init(config.log_format, "info,projector=info,sqlx=warn");
+    // Held to the end: dropping it sends the spans still buffered.
+    let _telemetry = telemetry::init(
+        config.log_format,
+        "info,projector=info,sqlx=warn",
+        &Export::from_env("projector"),
+    );
     tracing::info!(config = ?config, "starting projector");
     match config.command {
         Some(Command::Migrate) => projector::migrate_only(&config).await,

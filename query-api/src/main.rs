@@ -1,12 +1,18 @@
 use clap::Parser;
 
-use geoledger_common::{shutdown, telemetry};
+use geoledger_common::shutdown;
+use geoledger_common::telemetry::{self, Export};
 use query_api::{App, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    telemetry::init(config.log_format, "info,query_api=info,tower_http=info");
+    // Held to the end: dropping it sends the spans still buffered.
+    let _telemetry = telemetry::init(
+        config.log_format,
+        "info,query_api=info,tower_http=info",
+        &Export::from_env("query-api"),
+    );
     tracing::info!(config = ?config, "starting query-api");
     let app = App::build(config).await?;
     app.run_until(shutdown::signal()).await

@@ -20,6 +20,7 @@ use geoledger_common::event::{
     EventEnvelope, Metadata, POINT_DELETED, PointEvent, PointMoved, PointRenamed,
 };
 use geoledger_common::point::{NewPoint, NewPointError, PointPatch};
+use geoledger_common::problem::cause_chain;
 use geoledger_common::projection::CONSISTENCY_TOKEN;
 
 use crate::error::ApiError;
@@ -205,12 +206,7 @@ async fn publish_creation(
     message_id: &str,
 ) -> Result<Accepted, ApiError> {
     let outcome = publisher
-        .publish(
-            envelope,
-            message_id,
-            envelope.metadata.traceparent.as_deref(),
-            None,
-        )
+        .publish(envelope, message_id, None)
         .await
         .map_err(|failure| unavailable(&failure))?;
     match outcome {
@@ -386,9 +382,8 @@ async fn change_point(
                 || envelope.event_id.to_string(),
                 |key| format!("idempotency:{key}#{n}"),
             );
-            let traceparent = meta.traceparent.as_deref();
             match publisher
-                .publish(&envelope, &message_id, traceparent, Some(sequence))
+                .publish(&envelope, &message_id, Some(sequence))
                 .await
             {
                 Ok(Published::Stored { sequence: stored }) => {
@@ -533,7 +528,11 @@ pub(super) fn validation(error: NewPointError) -> ApiError {
 }
 
 pub(super) fn unavailable(failure: &PublishFailure) -> ApiError {
-    tracing::warn!(error.message = %failure, "write not stored");
+    tracing::warn!(
+        error.message = %failure,
+        error.cause_chain = ?cause_chain(failure),
+        "write not stored"
+    );
     ApiError::Unavailable(failure.to_string())
 }
 

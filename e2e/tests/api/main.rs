@@ -2,6 +2,7 @@
 //! against the real PostgreSQL/PostGIS and nats-server that `make test` starts, plus its own
 //! nats-server or HAProxy where a test needs to stop or route through one.
 
+mod capture;
 mod helpers;
 
 mod bad_input;
@@ -9,6 +10,7 @@ mod dead_letters;
 mod idempotency;
 mod lifecycle;
 mod nats_outage;
+mod observability;
 mod ogc;
 mod projection;
 mod read_your_writes;
