@@ -90,11 +90,17 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
-/// Publish latencies (send to ack) and failures, by outcome.
+/// Why a publish failed, as a metric label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// Publish latencies (send to ack) by outcome, and failures by reason.
 #[derive(Debug, Clone)]
 struct PublishMetrics {
     duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
-    failures: Family<OutcomeLabels, Counter>,
+    failures: Family<ReasonLabels, Counter>,
 }
 
 impl Default for PublishMetrics {
@@ -107,10 +113,8 @@ impl Default for PublishMetrics {
 }
 
 impl PublishMetrics {
-    fn failed(&self, outcome: &'static str) {
-        self.failures
-            .get_or_create(&OutcomeLabels { outcome })
-            .inc();
+    fn failed(&self, reason: &'static str) {
+        self.failures.get_or_create(&ReasonLabels { reason }).inc();
     }
 }
 

@@ -12,7 +12,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::capture::{self, ReceivedSpan};
-use crate::helpers::{Accepted, OwnHaproxy, TestApp, sample_places, spawn_app};
+use crate::helpers::{
+    Accepted, Options, OwnHaproxy, OwnNats, TestApp, sample_places, spawn_app, spawn_app_with,
+};
 
 /// OTLP span kinds.
 const SERVER: i32 = 2;
@@ -428,6 +430,44 @@ async fn every_service_serves_prometheus_metrics_and_the_projectors_counters_mov
         Some(1.0)
     );
     assert!(value(&query, "geoledger_db_pool_connections_idle", &[]).is_some());
+}
+
+#[tokio::test]
+async fn a_write_refused_while_nats_is_down_is_counted_as_a_publish_failure() {
+    let mut nats = OwnNats::start().await;
+    let app = spawn_app_with(Options {
+        nats_url: Some(nats.url()),
+        ..Options::default()
+    })
+    .await;
+    post_place(&app, 4, None).await;
+    nats.stop().await;
+    let place = &sample_places()[5];
+    let refused = app.post_point(&place.to_json()).await;
+    assert_eq!(refused.status(), 503);
+
+    let samples = scrape(&app.http, &app.command.url("/metrics")).await;
+    let failures = |reason| {
+        value(
+            &samples,
+            "geoledger_publish_failures_total",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!(failures("not_connected"), Some(1.0));
+    assert_eq!(
+        value(
+            &samples,
+            "geoledger_publish_duration_seconds_count",
+            &[("outcome", "stored")]
+        ),
+        Some(1.0)
+    );
+    let labels = [("route", "/point"), ("method", "POST"), ("status", "503")];
+    assert_eq!(
+        value(&samples, "geoledger_http_requests_total", &labels),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
