@@ -324,24 +324,22 @@ impl Publisher {
             event.type = %envelope.event_type,
             nats.stream_seq = tracing::field::Empty,
         );
-        let (payload, metadata) = match propagation::headers_of(&span) {
-            Some(trace) => {
-                let mut traced = envelope.clone();
-                traced.metadata.traceparent = Some(trace.traceparent);
-                traced.metadata.tracestate = trace.tracestate;
-                (traced.to_vec(), traced.metadata)
-            }
-            None => (envelope.to_vec(), envelope.metadata.clone()),
-        };
+        let traced = propagation::headers_of(&span).map(|trace| {
+            let mut traced = envelope.clone();
+            traced.metadata.traceparent = Some(trace.traceparent);
+            traced.metadata.tracestate = trace.tracestate;
+            traced
+        });
+        let stored = traced.as_ref().unwrap_or(envelope);
         let mut message = PublishMessage::build()
-            .payload(payload.into())
+            .payload(stored.to_vec().into())
             .message_id(message_id)
             .header(EVENT_TYPE_HEADER, envelope.event_type.as_str());
-        if let Some(traceparent) = metadata.traceparent {
-            message = message.header(TRACEPARENT, traceparent);
+        if let Some(traceparent) = &stored.metadata.traceparent {
+            message = message.header(TRACEPARENT, traceparent.as_str());
         }
-        if let Some(tracestate) = metadata.tracestate {
-            message = message.header(TRACESTATE, tracestate);
+        if let Some(tracestate) = &stored.metadata.tracestate {
+            message = message.header(TRACESTATE, tracestate.as_str());
         }
         if let Some(sequence) = expected {
             message = message.expected_last_subject_sequence(sequence);

@@ -278,10 +278,11 @@ impl Worker {
         self.metrics.batch_size.observe(f64::from(size));
         if let Some((last, _)) = incoming.iter().rev().find_map(|i| i.event.as_ref().ok()) {
             let lag = chrono::Utc::now() - last.occurred_at;
-            // Milliseconds are exact in an f64 for any lag this side of a quarter million
-            // years; a clock behind the writer's reads as no lag rather than a negative one.
+            // Microseconds are exact in an f64 for any lag under 285 years; a clock behind
+            // the writer's reads as no lag rather than a negative one.
+            let micros = lag.num_microseconds().unwrap_or(i64::MAX).max(0);
             #[expect(clippy::cast_precision_loss, reason = "see above")]
-            let seconds = lag.num_milliseconds().max(0) as f64 / 1000.0;
+            let seconds = micros as f64 / 1e6;
             self.metrics.lag_seconds.set(seconds);
         }
         self.progress
