@@ -96,6 +96,8 @@ async fn create_point(
     let point = NewPoint::from_json(&body).map_err(validation)?;
     let envelope =
         EventEnvelope::point_created(Uuid::now_v7(), &point, metadata(&headers, key.as_deref()));
+    // Known now, so that every line of the request names it; a replayed key may change it.
+    record_point(envelope.aggregate_id);
     let (accepted, replayed) = match key.as_deref() {
         None => {
             let message_id = envelope.event_id.to_string();
@@ -240,6 +242,7 @@ async fn patch_point(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let id = point_id(&id)?;
+    record_point(id);
     let key = idempotency_key(&headers)?;
     let precondition = if_match(&headers)?;
     let change = PointPatch::from_json(&body).map_err(validation)?;
@@ -271,6 +274,7 @@ async fn delete_point(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = point_id(&id)?;
+    record_point(id);
     let key = idempotency_key(&headers)?;
     let precondition = if_match(&headers)?;
     let meta = metadata(&headers, key.as_deref());
@@ -320,6 +324,7 @@ async fn get_history(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = point_id(&id)?;
+    record_point(id);
     let events = publisher.history(id).await.map_err(read_failure)?;
     if events.is_empty() {
         return Err(ApiError::NotFound(format!("no point has the id {id}")));
@@ -549,6 +554,10 @@ fn read_failure(failure: ReadFailure) -> ApiError {
             ApiError::Internal(anyhow::Error::new(undecodable))
         }
     }
+}
+
+fn record_point(id: Uuid) {
+    tracing::Span::current().record("point.id", tracing::field::display(id));
 }
 
 fn record(accepted: &Accepted) {
