@@ -120,8 +120,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_line_carries_the_fields_of_its_spans_at_the_top_level() {
+    /// Runs `body` with a subscriber writing [`FlatJson`] lines, and returns the lines.
+    fn lines_of(body: impl FnOnce()) -> Vec<Value> {
         let buffer = Buffer::default();
         let sink = buffer.clone();
         let subscriber = tracing_subscriber::registry().with(
@@ -130,7 +130,34 @@ mod tests {
                 .event_format(FlatJson)
                 .with_writer(move || sink.clone()),
         );
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, body);
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn without_an_exporter_a_request_span_takes_the_callers_trace_id() {
+        let lines = lines_of(|| {
+            let mut request = axum::extract::Request::new(axum::body::Body::empty());
+            request.headers_mut().insert(
+                super::super::propagation::TRACEPARENT,
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                    .parse()
+                    .unwrap(),
+            );
+            let span = super::super::http::request_span(&request);
+            let _entered = span.enter();
+            tracing::info!("inside");
+        });
+        assert_eq!(lines[0]["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(lines[0]["http.route"], "unmatched");
+    }
+
+    #[test]
+    fn a_line_carries_the_fields_of_its_spans_at_the_top_level() {
+        let lines = lines_of(|| {
             let outer = tracing::info_span!("http.request", trace_id = tracing::field::Empty);
             outer.record("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736");
             let _outer = outer.enter();
@@ -143,8 +170,7 @@ mod tests {
                 "write failed"
             );
         });
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        let line: Value = serde_json::from_str(text.trim()).unwrap();
+        let line = &lines[0];
         assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(line["point.id"], "p-1");
         assert_eq!(line["message"], "write failed");
