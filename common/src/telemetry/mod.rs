@@ -1,7 +1,7 @@
 //! Logs and traces, set up alike by the three binaries.
 //!
-//! Logs go to stderr through `tracing`: human-readable lines, coloured only when stderr is a
-//! terminal, or with `GEOLEDGER_LOG_FORMAT=json` one flat JSON object a line (see [`json`]),
+//! Logs go to stderr through `tracing`: human-readable lines (see [`text`]), coloured only when
+//! stderr is a terminal, or with `GEOLEDGER_LOG_FORMAT=json` one flat JSON object a line (see [`json`]),
 //! whose members include the `trace_id`, `request.id` and `point.id` of the spans it was
 //! written in.
 //!
@@ -24,6 +24,7 @@
 pub mod http;
 pub mod json;
 pub mod propagation;
+pub mod text;
 
 use std::io::IsTerminal as _;
 
@@ -189,6 +190,7 @@ where
         LogFormat::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
+                    .fmt_fields(text::HumanFields)
                     .with_ansi(ansi)
                     .with_writer(writer),
             )
