@@ -8,6 +8,17 @@ use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 
 use super::propagation::{self, HttpHeaders, TRACEPARENT};
 
+/// `tracing::span!` at a level chosen at run time (the macro wants a constant).
+macro_rules! dynamic_span {
+    ($level:expr, $($rest:tt)+) => {
+        if $level == tracing::Level::DEBUG {
+            tracing::debug_span!($($rest)+)
+        } else {
+            tracing::info_span!($($rest)+)
+        }
+    };
+}
+
 /// The header carrying a request's id, from HAProxy or made by the service.
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -21,7 +32,15 @@ pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let span = tracing::info_span!(
+    // Health checks and scrapes arrive every few seconds from each checker; at info they
+    // would fill the trace store with spans nobody looks for.
+    let level = if matches!(route, "/status" | "/metrics") {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    };
+    let span = dynamic_span!(
+        level,
         "http.request",
         otel.name = format!("{} {route}", request.method()),
         otel.kind = "server",
