@@ -1,7 +1,8 @@
 use clap::Parser;
 
 use command_api::{App, Config};
-use geoledger_common::{health, shutdown, telemetry};
+use geoledger_common::telemetry::{self, Export};
+use geoledger_common::{health, shutdown};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -9,7 +10,12 @@ async fn main() -> anyhow::Result<()> {
     if config.healthcheck {
         return Ok(health::probe_status(config.listen)?);
     }
-    telemetry::init(config.log_format, "info,command_api=info,tower_http=info");
+    // Held to the end: dropping it sends the spans still buffered.
+    let _telemetry = telemetry::init(
+        config.log_format,
+        "info,command_api=info,tower_http=info",
+        &Export::from_env("command-api"),
+    );
     tracing::info!(config = ?config, "starting command-api");
     let app = App::build(config).await?;
     app.run_until(shutdown::signal()).await

@@ -2,18 +2,29 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::connection::State;
-use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::jetstream::{self, message::PublishMessage};
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use geoledger_common::config::NatsConfig;
 use geoledger_common::event::EventEnvelope;
+use geoledger_common::metrics::latency_histogram;
 use geoledger_common::stream::StreamSpec;
+use geoledger_common::telemetry::propagation::{self, TRACEPARENT, TRACESTATE};
 
 use crate::idempotency::IdempotencyStore;
 
@@ -70,6 +81,54 @@ pub(crate) enum ReadFailure {
     },
 }
 
+/// JetStream's answer to one publish, still to come.
+pub(crate) type AckFuture = BoxFuture<'static, Result<PublishAck, PublishError>>;
+
+/// How a publish ended, as a metric label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// Why a publish failed, as a metric label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// Publish latencies (send to ack) by outcome, and failures by reason.
+#[derive(Debug, Clone)]
+struct PublishMetrics {
+    duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
+    failures: Family<ReasonLabels, Counter>,
+}
+
+impl Default for PublishMetrics {
+    fn default() -> Self {
+        Self {
+            duration: Family::new_with_constructor(latency_histogram),
+            failures: Family::default(),
+        }
+    }
+}
+
+impl PublishMetrics {
+    fn failed(&self, reason: &'static str) {
+        self.failures.get_or_create(&ReasonLabels { reason }).inc();
+    }
+}
+
+/// A bounded label for why JetStream refused or did not confirm a publish.
+fn failure_label(kind: PublishErrorKind) -> &'static str {
+    match kind {
+        PublishErrorKind::WrongLastSequence => "conflict",
+        PublishErrorKind::TimedOut => "timeout",
+        PublishErrorKind::StreamNotFound => "stream_not_found",
+        PublishErrorKind::BrokenPipe => "broken_pipe",
+        _ => "other",
+    }
+}
+
 fn decode_stored(sequence: u64, payload: &[u8]) -> Result<EventEnvelope, ReadFailure> {
     EventEnvelope::from_slice(payload)
         .map_err(|source| ReadFailure::Undecodable { sequence, source })
@@ -84,6 +143,7 @@ pub struct Publisher {
     stream_ready: Arc<AtomicBool>,
     /// Claims of `Idempotency-Key`s, kept longer than the stream's duplicate window.
     pub(crate) idempotency: IdempotencyStore,
+    metrics: PublishMetrics,
 }
 
 impl Publisher {
@@ -120,6 +180,7 @@ impl Publisher {
                 idempotency_ttl,
                 usize::from(config.stream_replicas),
             ),
+            metrics: PublishMetrics::default(),
         };
         tokio::spawn(publisher.clone().declare_stream());
         Ok(publisher)
@@ -129,6 +190,22 @@ impl Publisher {
     #[must_use]
     pub fn spec(&self) -> &StreamSpec {
         &self.spec
+    }
+
+    /// Registers `publish_duration_seconds` and `publish_failures_total` in `registry`.
+    pub(crate) fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "publish_duration_seconds",
+            "Time from sending an event to JetStream's ack, by outcome (stored, duplicate, \
+             failed)",
+            self.metrics.duration.clone(),
+        );
+        registry.register(
+            "publish_failures",
+            "Events not stored, by reason (not_connected, conflict, timeout, \
+             stream_not_found, broken_pipe, other)",
+            self.metrics.failures.clone(),
+        );
     }
 
     async fn declare_stream(self) {
@@ -178,13 +255,9 @@ impl Publisher {
         &self,
         envelope: &EventEnvelope,
         message_id: &str,
-        traceparent: Option<&str>,
         expected: Option<u64>,
     ) -> Result<Published, PublishFailure> {
-        match self
-            .publish_once(envelope, message_id, traceparent, expected)
-            .await
-        {
+        match self.publish_once(envelope, message_id, expected).await {
             // A NATS that lost its store (or a stream deleted by an operator) answers "no
             // responders"; declaring the stream again and retrying is safe because the
             // message id de-duplicates a publish that did land.
@@ -194,8 +267,7 @@ impl Publisher {
                     tracing::warn!(error.message = %error, "declaring the stream failed");
                     return Err(failure);
                 }
-                self.publish_once(envelope, message_id, traceparent, expected)
-                    .await
+                self.publish_once(envelope, message_id, expected).await
             }
             other => other,
         }
@@ -205,19 +277,13 @@ impl Publisher {
         &self,
         envelope: &EventEnvelope,
         message_id: &str,
-        traceparent: Option<&str>,
         expected: Option<u64>,
     ) -> Result<Published, PublishFailure> {
         let ack = self
-            .send(envelope, message_id, traceparent, expected)
+            .send(envelope, message_id, expected)
             .await?
             .await
             .map_err(|source| self.failure(envelope, expected, source))?;
-        tracing::debug!(
-            nats.stream_seq = ack.sequence,
-            nats.duplicate = ack.duplicate,
-            "event acknowledged"
-        );
         Ok(if ack.duplicate {
             Published::Duplicate {
                 sequence: ack.sequence,
@@ -231,34 +297,94 @@ impl Publisher {
 
     /// Sends an event without waiting for its ack, so that a batch can have many acks in
     /// flight at once; the returned future resolves to the ack.
+    ///
+    /// The publish has a span of its own, from sending to the ack, whose trace context rides
+    /// in the message's `traceparent` and `tracestate` headers and in the event's metadata:
+    /// the projector's span for the event is its child. When spans are not exported, the
+    /// context the request came with is passed on unchanged.
     pub(crate) async fn send(
         &self,
         envelope: &EventEnvelope,
         message_id: &str,
-        traceparent: Option<&str>,
         expected: Option<u64>,
-    ) -> Result<PublishAckFuture, PublishFailure> {
+    ) -> Result<AckFuture, PublishFailure> {
         // A publish made while disconnected would sit in the client's buffer and might be
         // sent after the caller has been told it failed; refusing up front keeps a 503
         // meaning "not stored" in all but the narrow race of a connection dropping now.
         if self.client.connection_state() != State::Connected {
+            self.metrics.failed("not_connected");
             return Err(PublishFailure::NotConnected);
         }
         let subject = self.spec.subject_for(envelope.aggregate_id);
+        let span = tracing::info_span!(
+            "nats.publish",
+            otel.name = format!("publish {}", self.spec.name),
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "nats",
+            messaging.destination.name = %self.spec.name,
+            point.id = %envelope.aggregate_id,
+            event.id = %envelope.event_id,
+            event.type = %envelope.event_type,
+            nats.stream_seq = tracing::field::Empty,
+        );
+        let traced = propagation::headers_of(&span).map(|trace| {
+            let mut traced = envelope.clone();
+            traced.metadata.traceparent = Some(trace.traceparent);
+            traced.metadata.tracestate = trace.tracestate;
+            traced
+        });
+        let stored = traced.as_ref().unwrap_or(envelope);
         let mut message = PublishMessage::build()
-            .payload(envelope.to_vec().into())
+            .payload(stored.to_vec().into())
             .message_id(message_id)
             .header(EVENT_TYPE_HEADER, envelope.event_type.as_str());
-        if let Some(tp) = traceparent {
-            message = message.header("traceparent", tp);
+        if let Some(traceparent) = &stored.metadata.traceparent {
+            message = message.header(TRACEPARENT, traceparent.as_str());
+        }
+        if let Some(tracestate) = &stored.metadata.tracestate {
+            message = message.header(TRACESTATE, tracestate.as_str());
         }
         if let Some(sequence) = expected {
             message = message.expected_last_subject_sequence(sequence);
         }
-        self.js
+        let started = Instant::now();
+        let ack = match self
+            .js
             .send_publish(subject, message)
+            .instrument(span.clone())
             .await
-            .map_err(|source| self.failure(envelope, expected, source))
+        {
+            Ok(ack) => ack,
+            Err(source) => {
+                self.metrics.failed(failure_label(source.kind()));
+                span.record("otel.status_code", "error");
+                return Err(self.failure(envelope, expected, source));
+            }
+        };
+        let metrics = self.metrics.clone();
+        Ok(async move {
+            let result = ack.await;
+            let outcome = match &result {
+                Ok(ack) => {
+                    tracing::Span::current().record("nats.stream_seq", ack.sequence);
+                    tracing::debug!(nats.duplicate = ack.duplicate, "event acknowledged");
+                    if ack.duplicate { "duplicate" } else { "stored" }
+                }
+                Err(error) => {
+                    metrics.failed(failure_label(error.kind()));
+                    tracing::Span::current().record("otel.status_code", "error");
+                    "failed"
+                }
+            };
+            metrics
+                .duration
+                .get_or_create(&OutcomeLabels { outcome })
+                .observe(started.elapsed().as_secs_f64());
+            result
+        }
+        .instrument(span)
+        .boxed())
     }
 
     fn failure(

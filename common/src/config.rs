@@ -50,7 +50,7 @@ impl fmt::Display for SecretUrl {
 }
 
 /// Where NATS is and which stream holds the point events.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct NatsConfig {
     /// NATS server URL(s), comma-separated.
     #[arg(
@@ -91,6 +91,25 @@ pub struct NatsConfig {
         value_parser = clap::value_parser!(u8).range(1..=5)
     )]
     pub stream_replicas: u8,
+}
+
+impl fmt::Debug for NatsConfig {
+    /// As derived, with any password in the URLs replaced by `***`: the start-up log shows
+    /// this.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let urls: Vec<String> = self
+            .url
+            .split(',')
+            .map(|url| SecretUrl(url.trim().to_owned()).to_string())
+            .collect();
+        f.debug_struct("NatsConfig")
+            .field("url", &urls.join(","))
+            .field("stream", &self.stream)
+            .field("subject_prefix", &self.subject_prefix)
+            .field("duplicate_window_secs", &self.duplicate_window_secs)
+            .field("stream_replicas", &self.stream_replicas)
+            .finish()
+    }
 }
 
 impl NatsConfig {
@@ -153,5 +172,22 @@ mod tests {
         let url: SecretUrl = "postgres://app:hunter2@db:5432/x".parse().unwrap();
         assert_eq!(format!("{url:?}"), "postgres://app:***@db:5432/x");
         assert_eq!(url.expose(), "postgres://app:hunter2@db:5432/x");
+    }
+
+    #[test]
+    fn a_nats_password_never_reaches_the_log_either() {
+        let config = NatsConfig {
+            url: "nats://app:s3cret@a:4222, nats://b:4222".to_owned(),
+            stream: "S".to_owned(),
+            subject_prefix: "p".to_owned(),
+            duplicate_window_secs: 120,
+            stream_replicas: 1,
+        };
+        let logged = format!("{config:?}");
+        assert!(!logged.contains("s3cret"), "{logged}");
+        assert!(
+            logged.contains("nats://app:***@a:4222,nats://b:4222"),
+            "{logged}"
+        );
     }
 }

@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::{Connection as _, PgConnection, PgPool};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use geoledger_common::event::{EventEnvelope, PointEvent};
@@ -22,6 +23,9 @@ pub(crate) struct Incoming {
     pub(crate) point_id: Option<Uuid>,
     pub(crate) payload: bytes::Bytes,
     pub(crate) event: Result<(EventEnvelope, PointEvent), String>,
+    /// The event's span, a child of the publish that stored it; it ends when the message is
+    /// dropped, after its batch is committed and acknowledged.
+    pub(crate) span: tracing::Span,
 }
 
 /// Why a batch was not committed; it is retried as a whole.
@@ -164,6 +168,7 @@ pub(crate) async fn apply_batch(
     for (incoming, reason) in dead {
         dead_letters
             .send(incoming, &reason)
+            .instrument(incoming.span.clone())
             .await
             .map_err(ApplyError::DeadLetter)?;
     }

@@ -11,11 +11,14 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 
 use geoledger_common::event::EventEnvelope;
+use geoledger_common::problem::cause_chain;
 use geoledger_common::stream::StreamSpec;
+use geoledger_common::telemetry::propagation::{self, NatsHeaders};
 
 use crate::apply::{self, BatchOutcome, Incoming};
 use crate::dead_letter::DeadLetters;
 use crate::leader;
+use crate::metrics::ProjectorMetrics;
 
 /// How long one pull waits for messages before returning what it has.
 const FETCH_EXPIRES: Duration = Duration::from_secs(1);
@@ -50,6 +53,7 @@ pub(crate) struct Worker {
     pub(crate) consumer: String,
     pub(crate) batch_size: usize,
     pub(crate) progress: std::sync::Arc<Progress>,
+    pub(crate) metrics: ProjectorMetrics,
 }
 
 /// Doubles a retry delay up to [`MAX_BACKOFF`].
@@ -80,7 +84,11 @@ impl Worker {
                         continue;
                     }
                     Err(error) => {
-                        tracing::warn!(error.message = %error, "database unreachable; retrying");
+                        tracing::warn!(
+                            error.message = %error,
+                            error.cause_chain = ?cause_chain(&error),
+                            "database unreachable; retrying"
+                        );
                         sleep_or_stop(&mut stop, delay).await;
                         delay = next_backoff(delay);
                         continue;
@@ -205,7 +213,7 @@ impl Worker {
             let applied = self
                 .apply_until_done(session, &incoming, &dead_letters)
                 .await?;
-            self.record(&applied);
+            self.record(&applied, &incoming);
             acknowledge(&messages, &incoming).await;
         }
         Ok(())
@@ -228,7 +236,11 @@ impl Worker {
                     Ok(Some(held)) => *session = Some(held),
                     Ok(None) => anyhow::bail!("another projector took the projection lock"),
                     Err(error) => {
-                        tracing::warn!(error.message = %error, "database unreachable; retrying");
+                        tracing::warn!(
+                            error.message = %error,
+                            error.cause_chain = ?cause_chain(&error),
+                            "database unreachable; retrying"
+                        );
                         tokio::time::sleep(delay).await;
                         delay = next_backoff(delay);
                         continue;
@@ -236,13 +248,20 @@ impl Worker {
                 }
             }
             let held = session.as_mut().expect("a session was just ensured");
+            let started = std::time::Instant::now();
             match apply::apply_batch(held, incoming, dead_letters).await {
-                Ok(applied) => return Ok(applied),
+                Ok(applied) => {
+                    self.metrics
+                        .apply_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    return Ok(applied);
+                }
                 Err(error) => {
                     // The session may be broken; a new one must take the lock again.
                     *session = None;
                     tracing::warn!(
                         error.message = %error,
+                        error.cause_chain = ?cause_chain(&error),
                         db.rows = incoming.len(),
                         "applying a batch failed; retrying"
                     );
@@ -253,7 +272,19 @@ impl Worker {
         }
     }
 
-    fn record(&self, applied: &BatchOutcome) {
+    fn record(&self, applied: &BatchOutcome, incoming: &[Incoming]) {
+        // A batch holds at most the configured batch size, far below 2^52.
+        let size = u32::try_from(incoming.len()).unwrap_or(u32::MAX);
+        self.metrics.batch_size.observe(f64::from(size));
+        if let Some((last, _)) = incoming.iter().rev().find_map(|i| i.event.as_ref().ok()) {
+            let lag = chrono::Utc::now() - last.occurred_at;
+            // Microseconds are exact in an f64 for any lag under 285 years; a clock behind
+            // the writer's reads as no lag rather than a negative one.
+            let micros = lag.num_microseconds().unwrap_or(i64::MAX).max(0);
+            #[expect(clippy::cast_precision_loss, reason = "see above")]
+            let seconds = micros as f64 / 1e6;
+            self.metrics.lag_seconds.set(seconds);
+        }
         self.progress
             .checkpoint
             .store(applied.checkpoint, Ordering::Relaxed);
@@ -279,29 +310,82 @@ pub(crate) fn decode(message: &Message) -> anyhow::Result<Incoming> {
     let info = message
         .info()
         .map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
-    let event = EventEnvelope::from_slice(&message.payload)
-        .and_then(|envelope| envelope.decode().map(|event| (envelope, event)))
-        .map_err(|error| {
-            tracing::error!(
-                nats.subject = %message.subject,
-                nats.stream_seq = info.stream_sequence,
-                error.message = %error,
-                "undecodable message; it goes to the dead-letter stream"
-            );
-            error.to_string()
-        });
     let point_id = message
         .subject
         .rsplit('.')
         .next()
         .and_then(|tail| tail.parse().ok());
+    let envelope = EventEnvelope::from_slice(&message.payload);
+    let span = event_span(
+        message,
+        info.stream_sequence,
+        point_id,
+        envelope.as_ref().ok(),
+    );
+    let event = envelope
+        .and_then(|envelope| envelope.decode().map(|event| (envelope, event)))
+        .map_err(|error| {
+            span.in_scope(|| {
+                tracing::error!(
+                    nats.subject = %message.subject,
+                    nats.stream_seq = info.stream_sequence,
+                    error.message = %error,
+                    error.cause_chain = ?cause_chain(&error),
+                    "undecodable message; it goes to the dead-letter stream"
+                );
+            });
+            error.to_string()
+        });
     Ok(Incoming {
         sequence: info.stream_sequence,
         subject: message.subject.to_string(),
         point_id,
         payload: message.payload.clone(),
         event,
+        span,
     })
+}
+
+/// The span of one event, from its delivery until its batch is committed and acknowledged.
+/// It continues the trace of the publish that stored the event: from the message's
+/// `traceparent` header, or from the event's metadata for a message published without one
+/// (an older command-api, a re-published event).
+fn event_span(
+    message: &Message,
+    sequence: u64,
+    point_id: Option<uuid::Uuid>,
+    envelope: Option<&EventEnvelope>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "projector.event",
+        otel.name = "apply event",
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        nats.subject = %message.subject,
+        nats.stream_seq = sequence,
+        point.id = tracing::field::Empty,
+        event.id = tracing::field::Empty,
+        event.type = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(id) = point_id {
+        span.record("point.id", tracing::field::display(id));
+    }
+    let mut parent = message
+        .headers
+        .as_ref()
+        .map(|headers| propagation::extract(&NatsHeaders(headers)))
+        .unwrap_or_default();
+    if let Some(envelope) = envelope {
+        span.record("event.id", tracing::field::display(envelope.event_id));
+        span.record("event.type", envelope.event_type.as_str());
+        if propagation::trace_id(&parent).is_none() {
+            parent = propagation::extract(&envelope.metadata);
+        }
+    }
+    propagation::continue_trace(&span, parent);
+    tracing::debug!(parent: &span, "event received");
+    span
 }
 
 /// Acknowledges a committed batch (dead letters included: they are stored in their own

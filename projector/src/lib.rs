@@ -15,6 +15,7 @@ mod feed;
 mod fold;
 mod inspect;
 mod leader;
+mod metrics;
 mod progress;
 mod rebuild;
 mod replay;
@@ -58,7 +59,7 @@ pub struct Config {
     /// Where the read model lives.
     #[command(flatten)]
     pub database: DatabaseConfig,
-    /// Address to serve `/status` on.
+    /// Address to serve `/status` and `/metrics` on.
     #[arg(long, env = "GEOLEDGER_LISTEN", default_value = "127.0.0.1:8070")]
     pub listen: SocketAddr,
     /// Probe the running instance's `GET /status` on the listen address and exit: 0 when it
@@ -325,12 +326,18 @@ impl App {
             .await
             .with_context(|| format!("connecting to NATS at {}", self.config.nats.url))?;
 
+        let mut registry = geoledger_common::metrics::registry();
+        let metrics =
+            metrics::ProjectorMetrics::register(&mut registry, Arc::clone(&self.progress));
+        geoledger_common::metrics::PoolCollector::register(&mut registry, self.pool.clone());
         let status = status::router(status::StatusState {
             pool: self.pool.clone(),
             client: client.clone(),
             spec: self.config.nats.stream_spec(),
             consumer: self.config.consumer.clone(),
             progress: Arc::clone(&self.progress),
+            registry: Arc::new(registry),
+            metrics: metrics.clone(),
         });
         tracing::info!(http.addr = %self.local_addr(), "status listening");
         let mut http_stop = stop_rx.clone();
@@ -349,6 +356,7 @@ impl App {
             consumer: self.config.consumer,
             batch_size: self.config.batch_size,
             progress: self.progress,
+            metrics,
         };
         worker.run(stop_rx).await;
         http.await

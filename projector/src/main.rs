@@ -5,7 +5,8 @@
 
 use clap::Parser;
 
-use geoledger_common::{health, shutdown, telemetry};
+use geoledger_common::telemetry::{self, Export};
+use geoledger_common::{health, shutdown};
 use projector::{App, Command, Config};
 
 #[tokio::main]
@@ -14,12 +15,16 @@ async fn main() -> anyhow::Result<()> {
     if config.healthcheck {
         return Ok(health::probe_status(config.listen)?);
     }
-    if config.command.is_none() {
-        telemetry::init(config.log_format, "info,projector=info,sqlx=warn");
-        tracing::info!(config = ?config, "starting projector");
+    // A command's output is its report; the libraries' connection chatter would bury it.
+    let filter = if config.command.is_none() {
+        "info,projector=info,sqlx=warn"
     } else {
-        // A command's output is its report; the libraries' connection chatter would bury it.
-        telemetry::init(config.log_format, "warn,projector=info");
+        "warn,projector=info"
+    };
+    // Held to the end: dropping it sends the spans still buffered.
+    let _telemetry = telemetry::init(config.log_format, filter, &Export::from_env("projector"));
+    if config.command.is_none() {
+        tracing::info!(config = ?config, "starting projector");
     }
     match config.command {
         Some(Command::Migrate) => projector::migrate_only(&config).await,

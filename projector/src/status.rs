@@ -18,6 +18,7 @@ use geoledger_common::stream::StreamSpec;
 
 use crate::apply::read_checkpoint;
 use crate::consume::Progress;
+use crate::metrics::ProjectorMetrics;
 
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -28,6 +29,8 @@ pub(crate) struct StatusState {
     pub(crate) spec: StreamSpec,
     pub(crate) consumer: String,
     pub(crate) progress: Arc<Progress>,
+    pub(crate) registry: Arc<prometheus_client::registry::Registry>,
+    pub(crate) metrics: ProjectorMetrics,
 }
 
 #[derive(Serialize)]
@@ -47,6 +50,7 @@ struct StatusBody {
 pub(crate) fn router(state: StatusState) -> Router {
     Router::new()
         .route("/status", get(get_status))
+        .route("/metrics", get(get_metrics))
         .fallback(problem::route_not_found)
         .with_state(state)
 }
@@ -66,15 +70,7 @@ async fn get_status(State(state): State<StatusState>) -> Response {
     if state.client.connection_state() != NatsState::Connected {
         return Problem::unavailable("not connected to NATS").into_response();
     }
-    let js = jetstream::new(state.client.clone());
-    let info = async {
-        let stream = js.get_stream_no_info(&state.spec.name).await.ok()?;
-        let mut consumer: jetstream::consumer::PullConsumer =
-            stream.get_consumer(&state.consumer).await.ok()?;
-        let info = consumer.info().await.ok()?;
-        Some(info.num_pending + info.num_ack_pending as u64)
-    };
-    let Ok(Some(pending)) = tokio::time::timeout(STATUS_TIMEOUT, info).await else {
+    let Some(pending) = pending(&state).await else {
         return Problem::unavailable("the consumer is not bound yet").into_response();
     };
     Json(StatusBody {
@@ -88,4 +84,36 @@ async fn get_status(State(state): State<StatusState>) -> Response {
         dead_lettered_events: state.progress.dead_lettered.load(Ordering::Relaxed),
     })
     .into_response()
+}
+
+/// Messages in the stream the consumer has not had acknowledged, or `None` when JetStream
+/// cannot say within [`STATUS_TIMEOUT`].
+async fn pending(state: &StatusState) -> Option<u64> {
+    let js = jetstream::new(state.client.clone());
+    let info = async {
+        let stream = js.get_stream_no_info(&state.spec.name).await.ok()?;
+        let mut consumer: jetstream::consumer::PullConsumer =
+            stream.get_consumer(&state.consumer).await.ok()?;
+        let info = consumer.info().await.ok()?;
+        Some(info.num_pending + info.num_ack_pending as u64)
+    };
+    tokio::time::timeout(STATUS_TIMEOUT, info)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The Prometheus metrics. The pending count is asked of JetStream now, because a stuck
+/// projector is exactly when it matters and when the consuming loop would not update it;
+/// when JetStream does not answer, the last known count stays.
+async fn get_metrics(State(state): State<StatusState>) -> Response {
+    if state.client.connection_state() == NatsState::Connected
+        && let Some(pending) = pending(&state).await
+    {
+        state
+            .metrics
+            .pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+    geoledger_common::metrics::render(&state.registry)
 }

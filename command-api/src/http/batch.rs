@@ -102,10 +102,7 @@ pub(super) async fn create_points(
             || envelope.event_id.to_string(),
             |key| format!("idempotency:{key}@{index}"),
         );
-        match publisher
-            .send(&envelope, &message_id, meta.traceparent.as_deref(), None)
-            .await
-        {
+        match publisher.send(&envelope, &message_id, None).await {
             Ok(ack) => pending.push((index, envelope, ack)),
             Err(failure) => results[index] = Some(not_stored(index, &failure.to_string())),
         }

@@ -87,7 +87,9 @@ fn is_json(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// The metadata every event of this request carries.
+/// The metadata every event of this request carries. Its trace context is the request's;
+/// when spans are exported, publishing replaces it with the publish span's (see
+/// `Publisher::send`).
 pub(crate) fn metadata(headers: &HeaderMap, idempotency_key: Option<&str>) -> Metadata {
     Metadata {
         correlation_id: header_str(headers, REQUEST_ID.as_str())

@@ -15,7 +15,9 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use geoledger_common::metrics::{self, HttpMetrics};
 use geoledger_common::problem;
+use geoledger_common::telemetry::http::{ensure_trace_context, request_span};
 
 use crate::publish::Publisher;
 
@@ -25,9 +27,13 @@ pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id"
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) fn router(publisher: Publisher, body_limit: usize) -> Router {
+    let mut registry = metrics::registry();
+    let http_metrics = HttpMetrics::register(&mut registry);
+    publisher.register_metrics(&mut registry);
     Router::new()
         .merge(points::router())
         .merge(status::router())
+        .merge(metrics::route(registry))
         .fallback(problem::route_not_found)
         .method_not_allowed_fallback(|| async { problem::method_not_allowed() })
         .with_state(publisher)
@@ -37,9 +43,15 @@ pub(crate) fn router(publisher: Publisher, body_limit: usize) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(TraceLayer::new_for_http().make_span_with(request_id::make_span))
+        // Inside the request's span, so that it can record the status there.
+        .layer(axum::middleware::from_fn_with_state(
+            http_metrics,
+            metrics::track_requests,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(
             REQUEST_ID,
             request_id::MakeRequestUuidV7,
         ))
+        .layer(axum::middleware::map_request(ensure_trace_context))
 }

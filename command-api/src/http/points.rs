@@ -20,6 +20,7 @@ use geoledger_common::event::{
     EventEnvelope, Metadata, POINT_DELETED, PointEvent, PointMoved, PointRenamed,
 };
 use geoledger_common::point::{NewPoint, NewPointError, PointPatch};
+use geoledger_common::problem::cause_chain;
 use geoledger_common::projection::CONSISTENCY_TOKEN;
 
 use crate::error::ApiError;
@@ -95,6 +96,8 @@ async fn create_point(
     let point = NewPoint::from_json(&body).map_err(validation)?;
     let envelope =
         EventEnvelope::point_created(Uuid::now_v7(), &point, metadata(&headers, key.as_deref()));
+    // Known now, so that every line of the request names it; a replayed key may change it.
+    record_point(envelope.aggregate_id);
     let (accepted, replayed) = match key.as_deref() {
         None => {
             let message_id = envelope.event_id.to_string();
@@ -205,12 +208,7 @@ async fn publish_creation(
     message_id: &str,
 ) -> Result<Accepted, ApiError> {
     let outcome = publisher
-        .publish(
-            envelope,
-            message_id,
-            envelope.metadata.traceparent.as_deref(),
-            None,
-        )
+        .publish(envelope, message_id, None)
         .await
         .map_err(|failure| unavailable(&failure))?;
     match outcome {
@@ -244,6 +242,7 @@ async fn patch_point(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let id = point_id(&id)?;
+    record_point(id);
     let key = idempotency_key(&headers)?;
     let precondition = if_match(&headers)?;
     let change = PointPatch::from_json(&body).map_err(validation)?;
@@ -275,6 +274,7 @@ async fn delete_point(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = point_id(&id)?;
+    record_point(id);
     let key = idempotency_key(&headers)?;
     let precondition = if_match(&headers)?;
     let meta = metadata(&headers, key.as_deref());
@@ -324,6 +324,7 @@ async fn get_history(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = point_id(&id)?;
+    record_point(id);
     let events = publisher.history(id).await.map_err(read_failure)?;
     if events.is_empty() {
         return Err(ApiError::NotFound(format!("no point has the id {id}")));
@@ -386,9 +387,8 @@ async fn change_point(
                 || envelope.event_id.to_string(),
                 |key| format!("idempotency:{key}#{n}"),
             );
-            let traceparent = meta.traceparent.as_deref();
             match publisher
-                .publish(&envelope, &message_id, traceparent, Some(sequence))
+                .publish(&envelope, &message_id, Some(sequence))
                 .await
             {
                 Ok(Published::Stored { sequence: stored }) => {
@@ -533,7 +533,11 @@ pub(super) fn validation(error: NewPointError) -> ApiError {
 }
 
 pub(super) fn unavailable(failure: &PublishFailure) -> ApiError {
-    tracing::warn!(error.message = %failure, "write not stored");
+    tracing::warn!(
+        error.message = %failure,
+        error.cause_chain = ?cause_chain(failure),
+        "write not stored"
+    );
     ApiError::Unavailable(failure.to_string())
 }
 
@@ -550,6 +554,10 @@ fn read_failure(failure: ReadFailure) -> ApiError {
             ApiError::Internal(anyhow::Error::new(undecodable))
         }
     }
+}
+
+fn record_point(id: Uuid) {
+    tracing::Span::current().record("point.id", tracing::field::display(id));
 }
 
 fn record(accepted: &Accepted) {

@@ -145,13 +145,10 @@ pub(crate) async fn spawn_app_with(options: Options) -> TestApp {
     app
 }
 
+/// Logs and spans are captured for the observability tests; `TEST_LOG=1` also prints the
+/// log lines.
 fn init_logs() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        geoledger_common::telemetry::init(
-            geoledger_common::telemetry::LogFormat::Text,
-            "info,command_api=debug,projector=debug,query_api=debug",
-        );
-    }
+    crate::capture::install();
 }
 
 fn loopback() -> SocketAddr {
@@ -424,6 +421,8 @@ async fn wait_for_port(port: u16) {
 /// HAProxy with the project's own configuration, in front of the given services.
 pub(crate) struct OwnHaproxy {
     pub(crate) port: u16,
+    /// The stats page and HAProxy's own Prometheus `/metrics`.
+    pub(crate) stats_port: u16,
     child: Child,
 }
 
@@ -435,12 +434,13 @@ impl OwnHaproxy {
     pub(crate) async fn start(commands: [SocketAddr; 2], queries: [SocketAddr; 2]) -> Self {
         for _ in 0..5 {
             let port = free_port();
+            let stats_port = free_port();
             let mut child = Command::new(env("GEOLEDGER_TEST_HAPROXY"))
                 .args(["-db", "-f", &env("GEOLEDGER_TEST_HAPROXY_CFG")])
                 .env("GEOLEDGER_HAPROXY_BIND", format!("127.0.0.1:{port}"))
                 .env(
                     "GEOLEDGER_HAPROXY_STATS_BIND",
-                    format!("127.0.0.1:{}", free_port()),
+                    format!("127.0.0.1:{stats_port}"),
                 )
                 .env("GEOLEDGER_CMD_1", commands[0].to_string())
                 .env("GEOLEDGER_CMD_2", commands[1].to_string())
@@ -465,7 +465,11 @@ impl OwnHaproxy {
             {
                 continue;
             }
-            let haproxy = Self { port, child };
+            let haproxy = Self {
+                port,
+                stats_port,
+                child,
+            };
             if haproxy.wait_until_backends_up().await {
                 return haproxy;
             }

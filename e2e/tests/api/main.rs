@@ -2,6 +2,7 @@
 //! against the real PostgreSQL/PostGIS and nats-server that `make test` starts, plus its own
 //! nats-server or HAProxy where a test needs to stop or route through one.
 
+mod capture;
 mod helpers;
 
 mod bad_input;
@@ -10,6 +11,7 @@ mod health;
 mod idempotency;
 mod lifecycle;
 mod nats_outage;
+mod observability;
 mod ogc;
 mod projection;
 mod read_your_writes;

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::FromRequestParts;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LINK};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, Method, Request, StatusCode};
+use axum::http::{HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;
@@ -27,9 +27,11 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use geoledger_common::metrics::{self, HttpMetrics};
 use geoledger_common::point::FieldError;
 use geoledger_common::problem::{self, Problem};
 use geoledger_common::projection::CONSISTENCY_TOKEN;
+use geoledger_common::telemetry::http::{ensure_trace_context, request_span};
 
 use crate::error::ApiError;
 
@@ -60,6 +62,9 @@ pub fn router(pool: PgPool, limits: Limits, request_timeout: Duration) -> Router
     let api_description = serde_json::to_string(&openapi::document(limits))
         .expect("an OpenAPI document of strings, numbers and maps serialises");
     let pool_for_checkpoint = pool.clone();
+    let mut registry = metrics::registry();
+    let http_metrics = HttpMetrics::register(&mut registry);
+    metrics::PoolCollector::register(&mut registry, pool.clone());
     let state = AppState {
         pool,
         limits,
@@ -71,6 +76,7 @@ pub fn router(pool: PgPool, limits: Limits, request_timeout: Duration) -> Router
         .merge(openapi::router())
         .merge(points::router())
         .merge(status::router())
+        .merge(metrics::route(registry))
         .fallback(problem::route_not_found)
         .method_not_allowed_fallback(|| async { problem::method_not_allowed() })
         .with_state(state)
@@ -83,28 +89,13 @@ pub fn router(pool: PgPool, limits: Limits, request_timeout: Duration) -> Router
         .layer(cors)
         .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        // Inside the request's span, so that it can record the status there.
+        .layer(axum::middleware::from_fn_with_state(http_metrics, metrics::track_requests))
         // 5xx answers are logged where they arise (see `ApiError`), so the layer's own
         // failure log would report each one a second time.
         .layer(TraceLayer::new_for_http().make_span_with(request_span).on_failure(()))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-}
-
-fn request_span<B>(request: &Request<B>) -> tracing::Span {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    tracing::info_span!(
-        "http.request",
-        http.method = %request.method(),
-        http.route = route,
-        request.id = request_id,
-    )
+        .layer(axum::middleware::map_request(ensure_trace_context))
 }
 
 /// Gives an error answer made by a layer rather than a handler (the request timeout, chiefly)
@@ -185,6 +176,7 @@ where
 #[cfg(test)]
 mod tests {
     use axum::body::{Body, to_bytes};
+    use axum::http::Request;
     use axum::http::header::{ALLOW, RETRY_AFTER};
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
     use tower::ServiceExt as _;

@@ -1,0 +1,593 @@
+//! Traces that cross JetStream, Prometheus metrics on every service, and JSON log lines that
+//! carry the trace id: what an operator uses to find out where a write is.
+#![expect(
+    clippy::float_cmp,
+    reason = "the counters and gauges compared are whole numbers, exact in an f64"
+)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::capture::{self, ReceivedSpan};
+use crate::helpers::{
+    Accepted, Options, OwnHaproxy, OwnNats, TestApp, sample_places, spawn_app, spawn_app_with,
+};
+
+/// OTLP span kinds.
+const SERVER: i32 = 2;
+const PRODUCER: i32 = 4;
+const CONSUMER: i32 = 5;
+
+/// A fresh sampled W3C trace context: (traceparent, trace id, parent span id).
+fn new_traceparent() -> (String, String, String) {
+    let trace_id = Uuid::new_v4().simple().to_string();
+    let span_id = Uuid::new_v4().simple().to_string()[..16].to_owned();
+    (format!("00-{trace_id}-{span_id}-01"), trace_id, span_id)
+}
+
+async fn post_place(app: &TestApp, index: usize, traceparent: Option<&str>) -> Accepted {
+    let place = &sample_places()[index];
+    let mut request = app
+        .http
+        .post(app.command.url("/point"))
+        .json(&place.to_json());
+    if let Some(traceparent) = traceparent {
+        request = request.header("traceparent", traceparent);
+    }
+    let response = request.send().await.expect("command-api answers");
+    assert_eq!(response.status(), 202, "{} is a valid place", place.name);
+    response.json().await.expect("an accepted write's body")
+}
+
+/// The spans of `point`, once the projector's span for it has arrived.
+async fn spans_of_point(point: Uuid) -> Vec<ReceivedSpan> {
+    let point = point.to_string();
+    let start = Instant::now();
+    loop {
+        let spans: Vec<ReceivedSpan> = capture::spans()
+            .into_iter()
+            .filter(|s| s.attribute("point.id") == Some(point.as_str()))
+            .collect();
+        if spans.iter().any(|s| s.kind == CONSUMER) {
+            return spans;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no projector span for {point} arrived; spans so far: {spans:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The first span matching `wanted`, waiting for it to arrive.
+async fn eventually(wanted: impl Fn(&ReceivedSpan) -> bool) -> ReceivedSpan {
+    let start = Instant::now();
+    loop {
+        if let Some(span) = capture::spans().into_iter().find(|s| wanted(s)) {
+            return span;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the span never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn one<'a>(spans: &'a [ReceivedSpan], kind: i32, what: &str) -> &'a ReceivedSpan {
+    let found: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.kind == kind).collect();
+    assert_eq!(found.len(), 1, "one {what} span expected: {spans:#?}");
+    found[0]
+}
+
+#[tokio::test]
+async fn one_post_makes_one_trace_from_the_request_through_jetstream_to_the_projection() {
+    let app = spawn_app().await;
+    let accepted = post_place(&app, 0, None).await;
+    app.wait_projected(accepted.sequence).await;
+
+    let spans = spans_of_point(accepted.id).await;
+    let publish = one(&spans, PRODUCER, "publish");
+    let apply = one(&spans, CONSUMER, "projector");
+    assert_eq!(
+        apply.trace_id, publish.trace_id,
+        "the projector continues the publish's trace"
+    );
+    assert_eq!(
+        apply.parent_span_id, publish.span_id,
+        "the projector's span is a child of the publish span"
+    );
+    assert_eq!(
+        apply.attribute("nats.stream_seq"),
+        Some(accepted.sequence.to_string().as_str())
+    );
+
+    // The publish hangs under the handler, which hangs under the request's server span (which
+    // ends a moment after the answer is sent, so it may still be on its way).
+    let start = Instant::now();
+    let root = loop {
+        let trace: Vec<ReceivedSpan> = capture::spans()
+            .into_iter()
+            .filter(|s| s.trace_id == publish.trace_id)
+            .collect();
+        let by_id: HashMap<&str, &ReceivedSpan> =
+            trace.iter().map(|s| (s.span_id.as_str(), s)).collect();
+        let mut root = publish;
+        while let Some(parent) = by_id.get(root.parent_span_id.as_str()) {
+            root = parent;
+        }
+        if root.kind == SERVER || start.elapsed() > Duration::from_secs(10) {
+            break root.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        root.parent_span_id.is_empty(),
+        "a request without traceparent starts a trace"
+    );
+    assert_eq!(root.kind, SERVER);
+    assert_eq!(root.name, "POST /point");
+    assert_eq!(root.attribute("http.route"), Some("/point"));
+    assert_eq!(root.attribute("http.response.status_code"), Some("202"));
+}
+
+#[tokio::test]
+async fn a_callers_traceparent_is_honoured_by_every_hop() {
+    let app = spawn_app().await;
+    let (traceparent, trace_id, caller_span) = new_traceparent();
+    let accepted = post_place(&app, 1, Some(&traceparent)).await;
+    app.wait_projected(accepted.sequence).await;
+
+    let spans = spans_of_point(accepted.id).await;
+    assert!(
+        spans.iter().all(|s| s.trace_id == trace_id),
+        "every span of the write is in the caller's trace: {spans:#?}"
+    );
+    let server = eventually(|s| s.trace_id == trace_id && s.kind == SERVER).await;
+    assert_eq!(
+        server.parent_span_id, caller_span,
+        "the request's span is a child of the caller's"
+    );
+
+    // The stored event records the same context the message headers carried.
+    let (_, envelope) = read_event(&app, accepted.sequence).await;
+    let publish = one(&spans, PRODUCER, "publish");
+    assert_eq!(
+        envelope["metadata"]["traceparent"],
+        format!("00-{trace_id}-{}-01", publish.span_id)
+    );
+}
+
+/// The stored message at `sequence`: its headers and its envelope.
+async fn read_event(app: &TestApp, sequence: u64) -> (async_nats::HeaderMap, Value) {
+    let stream = app
+        .js
+        .get_stream(&app.nats.stream)
+        .await
+        .expect("the test's stream exists");
+    let message = stream
+        .get_raw_message(sequence)
+        .await
+        .expect("the event is stored");
+    let envelope = serde_json::from_slice(&message.payload).expect("an event is JSON");
+    (message.headers, envelope)
+}
+
+#[tokio::test]
+async fn the_message_headers_carry_the_trace_context() {
+    let app = spawn_app().await;
+    let (traceparent, trace_id, _) = new_traceparent();
+    let accepted = post_place(&app, 2, Some(&traceparent)).await;
+    let (headers, envelope) = read_event(&app, accepted.sequence).await;
+    let header = headers
+        .get("traceparent")
+        .expect("a published event carries traceparent")
+        .as_str()
+        .to_owned();
+    assert!(header.starts_with(&format!("00-{trace_id}-")), "{header}");
+    assert_ne!(
+        header, traceparent,
+        "the parent is the publish span, not the caller"
+    );
+    assert_eq!(envelope["metadata"]["traceparent"], header);
+}
+
+/// One sample of a Prometheus text exposition.
+#[derive(Debug, Clone)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses the Prometheus text format (0.0.4) strictly: every line is a `# HELP`, a `# TYPE`
+/// naming a known type, another comment, or a sample of a family whose type was declared,
+/// with well-formed labels and a number; no series appears twice.
+fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
+    let mut types: HashMap<String, String> = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut samples = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let fail = |why: &str| format!("line {}: {why}: {line:?}", number + 1);
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            let mut words = comment.trim_start().splitn(3, ' ');
+            match words.next() {
+                Some("TYPE") => {
+                    let name = words.next().ok_or_else(|| fail("TYPE without a name"))?;
+                    let kind = words.next().ok_or_else(|| fail("TYPE without a type"))?;
+                    if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
+                        return Err(fail("unknown type"));
+                    }
+                    if !valid_name(name) || types.insert(name.to_owned(), kind.to_owned()).is_some()
+                    {
+                        return Err(fail("bad or repeated TYPE"));
+                    }
+                }
+                Some("HELP") => {
+                    let name = words.next().ok_or_else(|| fail("HELP without a name"))?;
+                    if !valid_name(name) {
+                        return Err(fail("bad metric name"));
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let (series, rest) = match line.find('{') {
+            Some(_) => {
+                let close = line.rfind('}').ok_or_else(|| fail("unclosed labels"))?;
+                (&line[..=close], &line[close + 1..])
+            }
+            None => line.split_once(' ').ok_or_else(|| fail("no value"))?,
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((name, labels)) => (name, parse_labels(&labels[..labels.len() - 1])?),
+            None => (series, BTreeMap::new()),
+        };
+        if !valid_name(name) {
+            return Err(fail("bad metric name"));
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                name.strip_suffix(suffix)
+                    .filter(|base| types.get(*base).is_some_and(|t| t != "counter"))
+            })
+            .unwrap_or(name);
+        if !types.contains_key(family) {
+            return Err(fail("sample of a family without TYPE"));
+        }
+        let mut fields = rest.split_whitespace();
+        let value = match fields.next().ok_or_else(|| fail("no value"))? {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            number => number.parse().map_err(|_| fail("value is not a number"))?,
+        };
+        if let Some(timestamp) = fields.next() {
+            timestamp
+                .parse::<i64>()
+                .map_err(|_| fail("bad timestamp"))?;
+        }
+        if fields.next().is_some() {
+            return Err(fail("trailing text"));
+        }
+        if !seen.insert((name.to_owned(), labels.clone())) {
+            return Err(fail("series repeated"));
+        }
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    Ok(samples)
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn parse_labels(mut text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    while !text.is_empty() {
+        let (key, rest) = text
+            .split_once("=\"")
+            .ok_or_else(|| format!("label without a quoted value in {text:?}"))?;
+        if !valid_name(key) {
+            return Err(format!("bad label name {key:?}"));
+        }
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c @ ('\\' | '"'))) => value.push(c),
+                    _ => return Err(format!("bad escape in {rest:?}")),
+                },
+                Some((i, '"')) => break i,
+                Some((_, c)) => value.push(c),
+                None => return Err(format!("unterminated label value in {rest:?}")),
+            }
+        };
+        labels.insert(key.to_owned(), value);
+        text = &rest[end + 1..];
+        text = text.strip_prefix(',').unwrap_or(text);
+        if !text.is_empty() && text.starts_with(',') {
+            return Err("empty label".to_owned());
+        }
+    }
+    Ok(labels)
+}
+
+/// The value of the one sample called `name` whose labels include `labels`.
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let matching: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .collect();
+    assert!(
+        matching.len() <= 1,
+        "{name} {labels:?} names several series"
+    );
+    matching.first().map(|s| s.value)
+}
+
+async fn scrape(http: &reqwest::Client, url: &str) -> Vec<Sample> {
+    let response = http.get(url).send().await.expect("/metrics answers");
+    assert_eq!(response.status(), 200, "{url}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("an ASCII content type")
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain"),
+        "{url}: {content_type}"
+    );
+    let text = response.text().await.expect("a text body");
+    parse_prometheus(&text).unwrap_or_else(|error| panic!("{url} is not Prometheus text: {error}"))
+}
+
+#[tokio::test]
+async fn every_service_serves_prometheus_metrics_and_the_projectors_counters_move() {
+    let app = spawn_app().await;
+    let projector_metrics = app.projector.url("/metrics");
+    let before = scrape(&app.http, &projector_metrics).await;
+    let applied_before = value(&before, "geoledger_projector_events_applied_total", &[])
+        .expect("the applied counter is there from the start");
+    assert_eq!(applied_before, 0.0);
+    assert_eq!(
+        value(&before, "geoledger_projector_lag_seconds", &[]),
+        Some(0.0)
+    );
+
+    let count = 25;
+    let mut last = 0;
+    for index in 0..count {
+        last = post_place(&app, 10 + index, None).await.sequence;
+    }
+    app.wait_projected(last).await;
+
+    // The counters move just after the commit the checkpoint shows, and the acks follow it.
+    let expected = f64::from(u32::try_from(count).unwrap());
+    let start = Instant::now();
+    let after = loop {
+        let samples = scrape(&app.http, &projector_metrics).await;
+        let applied = value(&samples, "geoledger_projector_events_applied_total", &[]);
+        let pending = value(&samples, "geoledger_projector_pending_messages", &[]);
+        if applied == Some(expected) && pending == Some(0.0) {
+            break samples;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "applied {applied:?} of {expected}, pending {pending:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let lag = value(&after, "geoledger_projector_lag_seconds", &[]).expect("a lag gauge");
+    assert!(lag > 0.0 && lag < 60.0, "lag {lag} s after applying");
+    assert_eq!(
+        value(&after, "geoledger_projector_checkpoint", &[]),
+        Some(f64::from(u32::try_from(last).unwrap()))
+    );
+    assert!(value(&after, "geoledger_projector_batch_size_count", &[]).unwrap() >= 1.0);
+    assert!(
+        value(
+            &after,
+            "geoledger_projector_apply_duration_seconds_count",
+            &[]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert_eq!(
+        value(&after, "geoledger_projector_dead_letters_total", &[]),
+        Some(0.0)
+    );
+    assert!(value(&after, "geoledger_db_pool_connections_max", &[]).unwrap() >= 1.0);
+
+    let command = scrape(&app.http, &app.command.url("/metrics")).await;
+    let labels = [("route", "/point"), ("method", "POST"), ("status", "202")];
+    assert_eq!(
+        value(&command, "geoledger_http_requests_total", &labels),
+        Some(f64::from(u32::try_from(count).unwrap()))
+    );
+    assert_eq!(
+        value(
+            &command,
+            "geoledger_http_request_duration_seconds_count",
+            &labels
+        ),
+        Some(f64::from(u32::try_from(count).unwrap()))
+    );
+    assert_eq!(
+        value(
+            &command,
+            "geoledger_publish_duration_seconds_count",
+            &[("outcome", "stored")]
+        ),
+        Some(f64::from(u32::try_from(count).unwrap()))
+    );
+
+    let page = app
+        .http
+        .get(app.query.url("/points?limit=5"))
+        .send()
+        .await
+        .expect("query-api answers");
+    assert_eq!(page.status(), 200);
+    let query = scrape(&app.http, &app.query.url("/metrics")).await;
+    let labels = [("route", "/points"), ("method", "GET"), ("status", "200")];
+    assert_eq!(
+        value(&query, "geoledger_http_requests_total", &labels),
+        Some(1.0)
+    );
+    assert!(value(&query, "geoledger_db_pool_connections_idle", &[]).is_some());
+}
+
+#[tokio::test]
+async fn a_write_refused_while_nats_is_down_is_counted_as_a_publish_failure() {
+    let mut nats = OwnNats::start().await;
+    let app = spawn_app_with(Options {
+        nats_url: Some(nats.url()),
+        ..Options::default()
+    })
+    .await;
+    post_place(&app, 4, None).await;
+    nats.stop().await;
+    let place = &sample_places()[5];
+    let refused = app.post_point(&place.to_json()).await;
+    assert_eq!(refused.status(), 503);
+
+    let samples = scrape(&app.http, &app.command.url("/metrics")).await;
+    let failures = |reason| {
+        value(
+            &samples,
+            "geoledger_publish_failures_total",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!(failures("not_connected"), Some(1.0));
+    assert_eq!(
+        value(
+            &samples,
+            "geoledger_publish_duration_seconds_count",
+            &[("outcome", "stored")]
+        ),
+        Some(1.0)
+    );
+    let labels = [("route", "/point"), ("method", "POST"), ("status", "503")];
+    assert_eq!(
+        value(&samples, "geoledger_http_requests_total", &labels),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn haproxy_serves_its_own_prometheus_metrics_on_the_stats_port() {
+    let app = spawn_app().await;
+    let haproxy = OwnHaproxy::start(
+        [app.command.addr, app.command.addr],
+        [app.query.addr, app.query.addr],
+    )
+    .await;
+    let samples = scrape(
+        &app.http,
+        &format!("http://127.0.0.1:{}/metrics", haproxy.stats_port),
+    )
+    .await;
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.name == "haproxy_backend_active_servers"
+                && s.labels.get("proxy").map(String::as_str) == Some("command_api")),
+        "HAProxy reports its command_api backend"
+    );
+    haproxy.stop().await;
+}
+
+/// The captured JSON lines with this trace id, each parsed.
+fn lines_of_trace(trace_id: &str) -> Vec<serde_json::Map<String, Value>> {
+    capture::lines()
+        .iter()
+        .map(|line| match serde_json::from_str(line) {
+            Ok(Value::Object(object)) => object,
+            _ => panic!("a log line that is not a JSON object: {line}"),
+        })
+        .filter(|line| line.get("trace_id").and_then(Value::as_str) == Some(trace_id))
+        .collect()
+}
+
+fn target(line: &serde_json::Map<String, Value>) -> &str {
+    line.get("target")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn json_log_lines_of_each_service_parse_and_carry_the_trace_id() {
+    let app = spawn_app().await;
+    let (write_trace, write_trace_id, _) = new_traceparent();
+    let accepted = post_place(&app, 3, Some(&write_trace)).await;
+    app.wait_projected(accepted.sequence).await;
+    let (read_trace, read_trace_id, _) = new_traceparent();
+    let page = app
+        .http
+        .get(app.query.url("/points?limit=3"))
+        .header("traceparent", &read_trace)
+        .send()
+        .await
+        .expect("query-api answers");
+    assert_eq!(page.status(), 200);
+
+    let point = accepted.id.to_string();
+    let start = Instant::now();
+    let (command, projector) = loop {
+        let lines = lines_of_trace(&write_trace_id);
+        let of = |prefix: &str| {
+            lines
+                .iter()
+                .find(|l| target(l).starts_with(prefix))
+                .cloned()
+        };
+        if let (Some(command), Some(projector)) = (of("command_api"), of("projector")) {
+            break (command, projector);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no command-api and projector lines with the write's trace id: {lines:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for line in [&command, &projector] {
+        assert_eq!(
+            line.get("point.id").and_then(Value::as_str),
+            Some(point.as_str()),
+            "a line about a point names it: {line:?}"
+        );
+        assert!(line.contains_key("timestamp") && line.contains_key("message"));
+    }
+
+    let reads = lines_of_trace(&read_trace_id);
+    let read = reads
+        .iter()
+        .find(|l| l.get("http.route").and_then(Value::as_str) == Some("/points"))
+        .unwrap_or_else(|| panic!("no query-api line with the read's trace id: {reads:#?}"));
+    assert!(read.get("request.id").and_then(Value::as_str).is_some());
+}
