@@ -59,8 +59,8 @@ cat <<TEXT
 geoledger is up:
   API (HAProxy)   $api   writes: POST /point; reads: GET /points, GET /points/{id}
   HAProxy stats   http://127.0.0.1:$STACK_HAPROXY_STATS_PORT/   (Prometheus: /metrics)
-  command-api     http://127.0.0.1:${STACK_CMD_PORTS[0]}  http://127.0.0.1:${STACK_CMD_PORTS[1]}
-  query-api       http://127.0.0.1:${STACK_QUERY_PORTS[0]}  http://127.0.0.1:${STACK_QUERY_PORTS[1]}
+  command-api     $(printf 'http://127.0.0.1:%s  ' "${STACK_CMD_PORTS[@]:0:STACK_CMD_INSTANCES}")
+  query-api       $(printf 'http://127.0.0.1:%s  ' "${STACK_QUERY_PORTS[@]:0:STACK_QUERY_INSTANCES}")
   projector       $projector_status
   NATS            $STACK_NATS_URL   monitoring http://127.0.0.1:$STACK_NATS_MONITOR_PORT/jsz?streams=true
   PostgreSQL      $STACK_DATABASE_URL
