@@ -46,13 +46,16 @@ printf '%s\n' "$environment" | tee "$out/environment.txt"
     "${GEOLEDGER_RAMP_STEP:-30}" "${GEOLEDGER_RAMP_HOLD_SECS:-15}" "${GEOLEDGER_RAMP_CEILING:-300}"
 } | tee -a "$out/environment.txt"
 
-# The ramp ends the run itself; the bound is a backstop a minute past its planned end.
+# The ramp ends the run itself. Locust ignores --run-time when a shape drives it, so the
+# backstop, a minute past the ramp's planned end, is a SIGINT from timeout(1), on which
+# Locust stops and still writes its reports.
 ramp_secs=$(cd -- "$here" && "$python" -c 'import step_ramp; print(int(step_ramp.StepRamp().duration()))')
 say "running $user for about ${ramp_secs}s; reports in ${out#"$GEOLEDGER_ROOT"/}"
 status=0
-"$locust" -f "$here/locustfile.py,$here/step_ramp.py" --headless --host "$api" \
+timeout --signal=INT --kill-after=30 "$((ramp_secs + 60))" \
+  "$locust" -f "$here/locustfile.py,$here/step_ramp.py" --headless --host "$api" \
   --csv "$out/locust" --csv-full-history --html "$out/locust.html" \
-  --run-time "$((ramp_secs + 60))s" --stop-timeout 10 --only-summary \
+  --stop-timeout 10 --only-summary \
   "$user" >"$out/locust.log" 2>&1 || status=$?
 tail -n 25 -- "$out/locust.log"
 

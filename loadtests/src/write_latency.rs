@@ -6,6 +6,11 @@
 //! projector's notifications, at most 5 s), so the answer's arrival is the moment the point
 //! became readable, without a polling interval blurring it.
 //!
+//! Only one write in [`Config::read_every`] is read back: a read per write would add as many
+//! reads a second as writes, and on a small machine the read side, not the projection, would
+//! then set the latency. The sampled writes are chosen by position, not by outcome, so their
+//! latencies stand for all of them.
+//!
 //! Writes are started on a fixed schedule whatever the answers do (an open loop): a slow
 //! answer does not delay the next write, so a stall shows in the latencies instead of
 //! quietly lowering the rate.
@@ -44,6 +49,8 @@ pub struct Config {
     /// Writes in flight at most; a write due while this many are open is skipped and
     /// counted, rather than queued, so the generator's own backlog cannot grow unbounded.
     pub max_in_flight: usize,
+    /// One write in this many is read back to time its visibility; 1 reads every write.
+    pub read_every: u32,
 }
 
 /// The part of a 202 the benchmark reads.
@@ -63,8 +70,8 @@ struct ProjectorStatus {
 /// One counted write.
 #[derive(Debug)]
 enum Outcome {
-    /// Accepted after the first duration, readable after the second.
-    Readable(Duration, Duration),
+    /// Accepted after the first duration, and readable after the second if it was read back.
+    Readable(Duration, Option<Duration>),
     Failed(String),
 }
 
@@ -81,8 +88,10 @@ pub struct Report {
     pub skipped: usize,
     /// From sending to the 202.
     pub accepted: Option<LatencySummary>,
-    /// From sending until the read answered 200 with the point.
+    /// From sending until the read answered 200 with the point, over the writes read back.
     pub readable: Option<LatencySummary>,
+    /// One write in this many was read back.
+    pub read_every: u32,
     /// Writes that were not accepted, or not readable.
     pub failed: usize,
     /// The first few failures in words.
@@ -125,7 +134,11 @@ impl fmt::Display for Report {
             None => writeln!(f, "  POST /point answered 202:       never")?,
         }
         match &self.readable {
-            Some(l) => write!(f, "  readable from query-api after:  {l}")?,
+            Some(l) => write!(
+                f,
+                "  readable from query-api after:  {l} ({} writes read back, one in {})",
+                l.count, self.read_every
+            )?,
             None => write!(f, "  readable from query-api after:  never")?,
         }
         match (self.projector_rate, self.projector_max_pending) {
@@ -176,6 +189,7 @@ pub async fn run(
         skipped: 0,
         accepted: None,
         readable: None,
+        read_every: config.read_every.max(1),
         failed: 0,
         failures: Vec::new(),
         projector_rate: None,
@@ -207,9 +221,10 @@ pub async fn run(
             tx.clone(),
             Arc::clone(&in_flight),
         );
+        let read_back = i % config.read_every.max(1) == 0;
         tokio::spawn(async move {
             let place = &places[i as usize * 7919 % places.len()];
-            let outcome = write_then_read(&client, &base, place).await;
+            let outcome = write_then_read(&client, &base, place, read_back).await;
             in_flight.fetch_sub(1, Ordering::Relaxed);
             if counted {
                 // The receiver lives until every sender is dropped.
@@ -224,7 +239,7 @@ pub async fn run(
         match outcome {
             Outcome::Readable(ack, visible) => {
                 accepted.push(ack);
-                readable.push(visible);
+                readable.extend(visible);
             }
             Outcome::Failed(failure) => {
                 report.failed += 1;
@@ -243,7 +258,12 @@ pub async fn run(
     Ok(report)
 }
 
-async fn write_then_read(client: &reqwest::Client, base: &str, place: &Place) -> Outcome {
+async fn write_then_read(
+    client: &reqwest::Client,
+    base: &str,
+    place: &Place,
+    read_back: bool,
+) -> Outcome {
     let body = serde_json::json!({
         "longitude": place.longitude,
         "latitude": place.latitude,
@@ -272,6 +292,9 @@ async fn write_then_read(client: &reqwest::Client, base: &str, place: &Place) ->
         Err(failure) => return Outcome::Failed(failure),
     };
     let ack = sent.elapsed();
+    if !read_back {
+        return Outcome::Readable(ack, None);
+    }
     let read = client
         .get(format!("{base}/points/{}", accepted.id))
         .header("Consistency-Token", accepted.sequence.to_string())
@@ -281,7 +304,7 @@ async fn write_then_read(client: &reqwest::Client, base: &str, place: &Place) ->
         Ok(response) if response.status() == reqwest::StatusCode::OK => {
             // The point is readable once its body has arrived.
             match response.bytes().await {
-                Ok(_) => Outcome::Readable(ack, sent.elapsed()),
+                Ok(_) => Outcome::Readable(ack, Some(sent.elapsed())),
                 Err(e) => Outcome::Failed(format!("GET /points/{{id}}: {e}")),
             }
         }

@@ -96,6 +96,10 @@ enum Command {
         /// Writes in flight at most; a write due beyond it is skipped and counted.
         #[arg(long, default_value_t = 2048)]
         max_in_flight: usize,
+        /// Reads back one write in this many (1: every write). Each read is a request to
+        /// query-api, which on a small machine saturates long before the write path does.
+        #[arg(long, default_value_t = 10)]
+        read_every: u32,
     },
     /// Waits for the projector to apply everything in the stream and prints its rate: run it
     /// after writing while the projector was stopped, then starting it.
@@ -147,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
             duration_secs,
             warmup_secs,
             max_in_flight,
+            read_every,
         } => {
             let config = write_latency::Config {
                 base_url: args.base_url.clone(),
@@ -155,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
                 duration: Duration::from_secs(duration_secs),
                 warmup: Duration::from_secs(warmup_secs),
                 max_in_flight,
+                read_every,
             };
             run_write_latency(&client, &config, &args.places).await
         }
