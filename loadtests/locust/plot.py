@@ -184,6 +184,11 @@ def main():
     args = parser.parse_args()
 
     rows = read_history(args.history)
+    # Locust keeps writing rows while its users stop at the end, with falling user counts;
+    # those rows describe the shutdown, not a load, and would draw a line back across.
+    if rows:
+        top = max(r["users"] for r in rows)
+        rows = rows[: max(i for i, r in enumerate(rows) if r["users"] == top) + 1]
     steps = held_steps(rows)
     sat = saturation(steps)
     print_table(steps, sat, sys.stdout)
