@@ -9,7 +9,7 @@ SHELL := /bin/bash
 PLACES ?= ../shared/data/places-sample.csv
 export PLACES
 
-.PHONY: help install up down restart clean status test bench bench-rebuild lint fmt
+.PHONY: help install up down restart clean status test bench bench-rebuild loadtest bench-api lint fmt
 
 help:
 	@printf '%s\n' \
@@ -21,6 +21,8 @@ help:
 	  'make test     fmt and clippy checks, then cargo test against fresh test servers' \
 	  'make bench    time GET /points at 1k and 1M points on a throwaway PostgreSQL (minutes)' \
 	  'make bench-rebuild  time projector rebuild on 1M events against a plain COPY (minutes)' \
+	  'make loadtest Locust users on a step ramp against the running stack, with a plot (minutes)' \
+	  'make bench-api  requests/s at 256 connections and end-to-end write latency, stack running' \
 	  'make lint     the fmt and clippy checks alone (and shellcheck, when installed)' \
 	  'make fmt      format the Rust code' \
 	  'make install  install the pinned outside programs only'
@@ -42,7 +44,7 @@ status:
 # The virtualenv holding nats-server is a tool, not data, and survives a clean.
 clean: down
 	@infra/local/test-services.sh stop
-	rm -rf .local/data .local/log .local/run .local/state .local/test .local/bench .local/bench-rebuild
+	rm -rf .local/data .local/log .local/run .local/state .local/test .local/bench .local/bench-rebuild .local/loadtests
 
 test:
 	@infra/local/test.sh
@@ -56,11 +58,21 @@ bench:
 bench-rebuild:
 	@loadtests/bench-rebuild.sh $(BENCH_ARGS)
 
+# Against the running stack (make up); see loadtests/README.md. LOCUST_USER is one of
+# GuideUser, ReadHeavyUser, WriteHeavyUser, SpatialUser; BENCH_API_ARGS may be --drain.
+LOCUST_USER ?= GuideUser
+loadtest:
+	@loadtests/locust/run.sh $(LOCUST_USER)
+
+BENCH_API_ARGS ?=
+bench-api:
+	@loadtests/bench-api.sh $(BENCH_API_ARGS)
+
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	@if command -v shellcheck >/dev/null; then \
-	  shellcheck -x infra/local/*.sh .ci/run && echo 'shellcheck: ok'; \
+	  shellcheck -x infra/local/*.sh loadtests/*.sh loadtests/locust/*.sh .ci/run && echo 'shellcheck: ok'; \
 	else echo 'shellcheck not installed; shell scripts not checked'; fi
 
 fmt:

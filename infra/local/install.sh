@@ -64,6 +64,19 @@ owslib_version_ok() {
   [[ $("$LOCAL_DIR/venv/bin/python" -c 'import owslib; print(owslib.__version__)' 2>/dev/null) == "$OWSLIB_VERSION" ]]
 }
 
+# After install_nats_server. The two are pinned together in one pip call, so pip resolves
+# their shared dependencies once.
+install_loadtest_tools() {
+  loadtest_tools_ok && return 0
+  say "installing $LOCUST_PIP_SPEC and $MATPLOTLIB_PIP_SPEC into $LOCAL_DIR/venv"
+  "$LOCAL_DIR/venv/bin/pip" install --quiet --disable-pip-version-check --no-input \
+    "$LOCUST_PIP_SPEC" "$MATPLOTLIB_PIP_SPEC"
+}
+
+loadtest_tools_ok() {
+  [[ $("$LOCAL_DIR/venv/bin/python" -c 'import locust, matplotlib; print(locust.__version__, matplotlib.__version__)' 2>/dev/null) == "$LOCUST_VERSION $MATPLOTLIB_VERSION" ]]
+}
+
 # The clients the OGC API tests drive.
 check_ogc_clients() {
   local gdal
@@ -176,6 +189,9 @@ install_nats_server
 install_owslib
 install_infra_tools
 install_helm
+install_loadtest_tools
 check_versions
 check_ogc_clients
 check_infra_tools
+loadtest_tools_ok || die "Locust $LOCUST_VERSION and matplotlib $MATPLOTLIB_VERSION are not both installed in $LOCAL_DIR/venv"
+say "ok: Locust $LOCUST_VERSION, matplotlib $MATPLOTLIB_VERSION"

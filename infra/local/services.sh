@@ -9,20 +9,27 @@
 # `all` (the default) is both plus HAProxy. Starting is idempotent: whatever is already
 # running is left alone, except a service whose binary was rebuilt after it started, which
 # is restarted one instance at a time so the other instance keeps serving, and HAProxy when
-# its configuration changed after it started.
+# its configuration or the shape changed after it started.
+#
+# The shape is GEOLEDGER_CMD_INSTANCES (1 or 2) command-api and GEOLEDGER_QUERY_INSTANCES
+# (1 to 3) query-api, 2 and 2 by default; starting with a smaller shape stops the instances
+# left over from a larger one. GEOLEDGER_STACK_STATE_DIR moves the state from .local, so a
+# second stack (the load-test smoke run of `make test`) can run beside this one.
 set -euo pipefail
 
 # shellcheck source=infra/local/lib.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
-use_state_dir "$LOCAL_DIR"
+use_state_dir "${GEOLEDGER_STACK_STATE_DIR:-$LOCAL_DIR}"
 
-# Every app instance as name:binary:port, in start order: the projector first because it
-# runs the migrations the readers depend on.
+# Every app instance of the shape as name:binary:port, in start order: the projector first
+# because it runs the migrations the readers depend on. With `every`, the largest shape's,
+# so that stopping and reporting also find instances a larger shape started.
 app_instances() {
-  local i
+  local i cmds=$STACK_CMD_INSTANCES queries=$STACK_QUERY_INSTANCES
+  if [[ ${1:-} == every ]]; then cmds=${#STACK_CMD_PORTS[@]} queries=${#STACK_QUERY_PORTS[@]}; fi
   printf 'projector:projector:%s\n' "$STACK_PROJECTOR_PORT"
-  for i in 0 1; do printf 'command-api-%d:command-api:%s\n' $((i + 1)) "${STACK_CMD_PORTS[i]}"; done
-  for i in 0 1; do printf 'query-api-%d:query-api:%s\n' $((i + 1)) "${STACK_QUERY_PORTS[i]}"; done
+  for ((i = 0; i < cmds; i++)); do printf 'command-api-%d:command-api:%s\n' $((i + 1)) "${STACK_CMD_PORTS[i]}"; done
+  for ((i = 0; i < queries; i++)); do printf 'query-api-%d:query-api:%s\n' $((i + 1)) "${STACK_QUERY_PORTS[i]}"; done
 }
 
 start_infra() {
@@ -70,26 +77,46 @@ start_apps() {
   while IFS=: read -r name bin port; do
     start_app "$name" "$bin" "$port"
   done < <(app_instances)
+  # Instances beyond the shape are stopped after the shape's own are up, so serving never
+  # pauses while the shape shrinks; HAProxy stops sending to them when it restarts.
+  while IFS=: read -r name bin port; do
+    stop_process "$name" "/$bin" 30
+  done < <(app_instances every | grep -vxF -f <(app_instances))
 }
 
 stop_apps() {
   local name bin port
   while IFS=: read -r name bin port; do
     stop_process "$name" "/$bin" 30
-  done < <(app_instances | tac)
+  done < <(app_instances every | tac)
 }
 
+# The config has two server lines per service and a third query-api line only when
+# GEOLEDGER_QUERY_3 is set; a single instance is named on both lines.
 haproxy_env() {
   export GEOLEDGER_HAPROXY_BIND=127.0.0.1:$STACK_HAPROXY_PORT
   export GEOLEDGER_HAPROXY_STATS_BIND=127.0.0.1:$STACK_HAPROXY_STATS_PORT
-  export GEOLEDGER_CMD_1=127.0.0.1:${STACK_CMD_PORTS[0]} GEOLEDGER_CMD_2=127.0.0.1:${STACK_CMD_PORTS[1]}
-  export GEOLEDGER_QUERY_1=127.0.0.1:${STACK_QUERY_PORTS[0]} GEOLEDGER_QUERY_2=127.0.0.1:${STACK_QUERY_PORTS[1]}
+  export GEOLEDGER_CMD_1=127.0.0.1:${STACK_CMD_PORTS[0]}
+  export GEOLEDGER_CMD_2=127.0.0.1:${STACK_CMD_PORTS[STACK_CMD_INSTANCES - 1]}
+  export GEOLEDGER_QUERY_1=127.0.0.1:${STACK_QUERY_PORTS[0]}
+  export GEOLEDGER_QUERY_2=127.0.0.1:${STACK_QUERY_PORTS[STACK_QUERY_INSTANCES > 1 ? 1 : 0]}
+  unset GEOLEDGER_QUERY_3
+  if ((STACK_QUERY_INSTANCES > 2)); then
+    export GEOLEDGER_QUERY_3=127.0.0.1:${STACK_QUERY_PORTS[2]}
+  fi
 }
 
+# The shape HAProxy was started for, to tell whether it must restart for another.
+haproxy_shape() { printf '%s+%s\n' "$STACK_CMD_INSTANCES" "$STACK_QUERY_INSTANCES"; }
+
 start_haproxy() {
-  local log=$LOG_DIR/haproxy.log pid
+  local log=$LOG_DIR/haproxy.log shape_file=$RUN_DIR/haproxy.shape pid
   if pid=$(running_pid haproxy "$HAPROXY_CFG") && [[ $HAPROXY_CFG -nt $(pid_file haproxy) ]]; then
     say "haproxy: configuration changed since it started; restarting"
+    stop_process haproxy "$HAPROXY_CFG" 10
+  fi
+  if pid=$(running_pid haproxy "$HAPROXY_CFG") && [[ $(cat -- "$shape_file" 2>/dev/null) != "$(haproxy_shape)" ]]; then
+    say "haproxy: started for another shape; restarting for $(haproxy_shape)"
     stop_process haproxy "$HAPROXY_CFG" 10
   fi
   if pid=$(running_pid haproxy "$HAPROXY_CFG"); then
@@ -101,6 +128,7 @@ start_haproxy() {
     require_free_port haproxy-stats "$STACK_HAPROXY_STATS_PORT"
     say "haproxy: starting on 127.0.0.1:$STACK_HAPROXY_PORT (stats 127.0.0.1:$STACK_HAPROXY_STATS_PORT)"
     spawn haproxy "$log" "$HAPROXY_BIN" -db -f "$HAPROXY_CFG"
+    haproxy_shape >"$shape_file"
     pid=$(<"$(pid_file haproxy)")
     wait_healthy haproxy "http://127.0.0.1:$STACK_HAPROXY_STATS_PORT/" "$log" 15 "$pid"
   fi
@@ -127,7 +155,7 @@ wait_backends_up() {
 show_status() {
   local name bin port pid code
   report() { printf '  %-14s %-26s %s\n' "$1" "$2" "$3"; }
-  say "local stack (state in .local):"
+  say "local stack (state in ${STATE_DIR#"$GEOLEDGER_ROOT"/}, shape $(haproxy_shape)):"
   if pid=$(running_pid postgres "$DATA_DIR/postgres"); then
     report postgres "running (pid $pid)" "127.0.0.1:$STACK_PG_PORT  $STACK_DATABASE_URL"
   else report postgres stopped ""; fi
@@ -139,7 +167,7 @@ show_status() {
       code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/status" || true)
       report "$name" "running (pid $pid)" "http://127.0.0.1:$port  /status $code"
     else report "$name" stopped ""; fi
-  done < <(app_instances)
+  done < <(app_instances every)
   if pid=$(running_pid haproxy "$HAPROXY_CFG"); then
     report haproxy "running (pid $pid)" "http://127.0.0.1:$STACK_HAPROXY_PORT  stats http://127.0.0.1:$STACK_HAPROXY_STATS_PORT"
     curl -s --max-time 2 "http://127.0.0.1:$STACK_HAPROXY_STATS_PORT/;csv" |

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make test`: format and lint checks, the deployment files' checks (validate-infra.sh), then
 # the whole workspace's tests against freshly started test servers
-# (infra/local/test-services.sh), which are stopped again however the run ends. The exit
-# code is that of the first failing step.
+# (infra/local/test-services.sh), then the load test's smoke run on a small stack over those
+# servers (loadtests/locust/smoke.sh, well under a minute once built). The servers are stopped
+# again however the run ends. The exit code is that of the first failing step.
 set -euo pipefail
 
 # shellcheck source=infra/local/lib.sh
@@ -33,3 +34,4 @@ for data in "$GEOLEDGER_SAMPLE_PLACES" "$GEOLEDGER_PLACES"; do
 done
 
 cargo test --workspace
+"$GEOLEDGER_ROOT/loadtests/locust/smoke.sh"

@@ -46,6 +46,13 @@ load_places_once() {
   printf 'from %s at %s\n' "$places" "$(date -u +%FT%TZ)" >"$marker"
 }
 
+# The base URLs of the given loopback ports, on one line.
+urls() {
+  local port line=''
+  for port in "$@"; do line+="${line:+  }http://127.0.0.1:$port"; done
+  printf '%s' "$line"
+}
+
 "$SCRIPTS_DIR/install.sh"
 if [[ -z ${GEOLEDGER_BIN_DIR:-} ]]; then
   cargo build --release --workspace
@@ -59,8 +66,8 @@ cat <<TEXT
 geoledger is up:
   API (HAProxy)   $api   writes: POST /point; reads: GET /points, GET /points/{id}
   HAProxy stats   http://127.0.0.1:$STACK_HAPROXY_STATS_PORT/   (Prometheus: /metrics)
-  command-api     http://127.0.0.1:${STACK_CMD_PORTS[0]}  http://127.0.0.1:${STACK_CMD_PORTS[1]}
-  query-api       http://127.0.0.1:${STACK_QUERY_PORTS[0]}  http://127.0.0.1:${STACK_QUERY_PORTS[1]}
+  command-api     $(urls "${STACK_CMD_PORTS[@]:0:STACK_CMD_INSTANCES}")
+  query-api       $(urls "${STACK_QUERY_PORTS[@]:0:STACK_QUERY_INSTANCES}")
   projector       $projector_status
   NATS            $STACK_NATS_URL   monitoring http://127.0.0.1:$STACK_NATS_MONITOR_PORT/jsz?streams=true
   PostgreSQL      $STACK_DATABASE_URL

@@ -4,7 +4,10 @@
 //! them report what they measured and assert nothing about speed.
 
 pub mod bench;
+pub mod environment;
 pub mod load;
 pub mod places;
 pub mod projection;
 pub mod stats;
+pub mod throughput;
+pub mod write_latency;
