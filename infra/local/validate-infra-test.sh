@@ -76,8 +76,8 @@ expect_caught "a backend names an unknown balance algorithm" "balance only suppo
   "$infra/haproxy/haproxy.cfg" $'backend query_api\n    balance leastconn' $'backend query_api\n    balance fewestconn'
 infra=$(fresh_copy haproxy-if)
 expect_caught "a .if block is never closed" "endif|unterminated|\\.if" haproxy "$infra/haproxy/haproxy.cfg" -- \
-  "$infra/haproxy/haproxy.cfg" $'    server query-api-2 "${GEOLEDGER_QUERY_2-127.0.0.1:8092}"\n    .endif' \
-  $'    server query-api-2 "${GEOLEDGER_QUERY_2-127.0.0.1:8092}"'
+  "$infra/haproxy/haproxy.cfg" $'    server query-api-3 "${GEOLEDGER_QUERY_3}"\n    .endif' \
+  $'    server query-api-3 "${GEOLEDGER_QUERY_3}"'
 
 # Compose: a volume nobody declared (only Compose itself knows), a key the specification does
 # not have, and a key written twice (which YAML loaders silently merge).
