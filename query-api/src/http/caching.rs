@@ -4,9 +4,10 @@
 //! The read model changes only when the projector applies events, and it moves its checkpoint
 //! (`projection_checkpoint.last_seq`) in the same transaction as the rows.
 //!
-//! - A page is read in the same snapshot as the checkpoint, so it is a pure function of that
-//!   checkpoint and the request: its tag is `"<checkpoint>-<digest of the request>"`, and a
-//!   conditional request whose tag is still current costs one indexed read, not the page.
+//! - A page is read in the same statement as the checkpoint, hence in the same snapshot, so it
+//!   is a pure function of that checkpoint and the request: its tag is
+//!   `"<checkpoint>-<digest of the request>"`. A conditional request first reads the
+//!   checkpoint alone, so one whose tag is still current costs one indexed read, not the page.
 //! - A single point is tagged with its own version, the stream sequence of its last event
 //!   (`points.last_seq`): `"<sequence>"` on `/points/{id}`, the very tag command-api answers
 //!   writes with, so it serves as `If-Match` on `PATCH` and `DELETE /points/{id}`; and
@@ -34,7 +35,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{FromRow, PgExecutor, PgPool, Postgres, Row as _, Transaction};
+use sqlx::{FromRow, PgExecutor, Row as _};
 
 /// Freshness of data answers: store, but revalidate before every reuse.
 pub(crate) const DATA_CACHE_CONTROL: &str = "no-cache";
@@ -51,38 +52,9 @@ pub(crate) struct Checkpoint {
     pub(crate) at: Option<DateTime<Utc>>,
 }
 
-const READ_CHECKPOINT: &str = "SELECT COALESCE(MAX(last_seq), 0) AS seq, MAX(updated_at) AS at \
-     FROM projection_checkpoint WHERE projection = 'points'";
-
-/// A read-only transaction whose every statement sees the same snapshot, opened with the
-/// checkpoint of that snapshot already read. REPEATABLE READ rather than the default READ
-/// COMMITTED, whose statements would each see the latest commit: a page read after the
-/// projector committed would then carry the tag of the checkpoint before it.
-pub(crate) struct Snapshot {
-    tx: Transaction<'static, Postgres>,
-    /// The checkpoint as of the snapshot.
-    pub(crate) checkpoint: Checkpoint,
-}
-
-impl Snapshot {
-    pub(crate) async fn begin(pool: &PgPool) -> sqlx::Result<Self> {
-        let mut tx = pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await?;
-        let checkpoint = read_checkpoint(&mut *tx).await?;
-        Ok(Self { tx, checkpoint })
-    }
-
-    /// The connection, for the statements that read data in this snapshot.
-    pub(crate) fn executor(&mut self) -> &mut sqlx::PgConnection {
-        &mut self.tx
-    }
-
-    /// Ends the transaction; it wrote nothing, so this only returns the connection early.
-    pub(crate) async fn finish(self) -> sqlx::Result<()> {
-        self.tx.commit().await
-    }
-}
+/// The checkpoint as one row, also as the first part of a page's statement.
+pub(crate) const READ_CHECKPOINT: &str = "SELECT COALESCE(MAX(last_seq), 0) AS seq, \
+     MAX(updated_at) AS at FROM projection_checkpoint WHERE projection = 'points'";
 
 pub(crate) async fn read_checkpoint(executor: impl PgExecutor<'_>) -> sqlx::Result<Checkpoint> {
     sqlx::query_as(READ_CHECKPOINT).fetch_one(executor).await
@@ -122,6 +94,11 @@ pub(crate) fn entity_tag(checkpoint: i64, request: &str) -> String {
         .as_slice(),
     );
     format!("\"{checkpoint}-{digest:016x}\"")
+}
+
+/// Whether the request is conditional, i.e. worth reading the checkpoint alone first.
+pub(crate) fn has_if_none_match(headers: &HeaderMap) -> bool {
+    headers.contains_key(IF_NONE_MATCH)
 }
 
 /// The 304 answer when `If-None-Match` holds `tag` (or `*`), else `None`. Comparison is weak,

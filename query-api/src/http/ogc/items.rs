@@ -29,7 +29,9 @@ use uuid::Uuid;
 
 use super::{BaseUrl, COLLECTION_PATH, ITEMS_PATH, check_collection};
 use crate::error::{ApiError, ApiResult};
-use crate::http::caching::{Snapshot, Versioned, entity_tag, not_modified, with_validators};
+use crate::http::caching::{
+    Versioned, entity_tag, has_if_none_match, not_modified, read_checkpoint, with_validators,
+};
 use crate::http::media::{self, GEO_JSON, JSON, Link};
 use crate::http::points::{
     Feature, FeatureCollection, Format, GET_LISTED_POINT, Limits, ListedPoint, Members,
@@ -116,7 +118,6 @@ pub(super) async fn list_items(
     span.record("query.datetime", params.filters.updated.is_some());
     span.record("query.cursor", params.after.is_some());
 
-    let mut snapshot = Snapshot::begin(&state.pool).await?;
     let current = current_cursor(&params);
     let self_href = base.join(&list_href(
         ITEMS_PATH,
@@ -125,13 +126,16 @@ pub(super) async fn list_items(
         current.as_ref(),
     ));
     // The links in the body start with the host, so the tag covers it through `self`.
-    let tag = entity_tag(snapshot.checkpoint.seq, &self_href);
-    if let Some(not_modified) = not_modified(&headers, &tag) {
-        return Ok(not_modified);
+    if has_if_none_match(&headers) {
+        let checkpoint = read_checkpoint(&state.pool).await?;
+        if let Some(not_modified) = not_modified(&headers, &entity_tag(checkpoint.seq, &self_href))
+        {
+            return Ok(not_modified);
+        }
     }
-    let page = read_page(&mut snapshot, &params).await?;
-    let as_of = snapshot.checkpoint.at;
-    snapshot.finish().await?;
+    let (checkpoint, page) = read_page(&state.pool, &params).await?;
+    let tag = entity_tag(checkpoint.seq, &self_href);
+    let as_of = checkpoint.at;
 
     let all_on_this_page = params.after.is_none() && page.next.is_none();
     let next_href = page.next.map(|cursor| {

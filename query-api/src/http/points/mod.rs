@@ -89,7 +89,10 @@ pub(crate) use self::render::{
 
 use self::cursor::Position;
 use self::params::Order;
-use super::caching::{Snapshot, Versioned, entity_tag, not_modified, version_tag, with_validators};
+use super::caching::{
+    Checkpoint, Versioned, entity_tag, has_if_none_match, not_modified, read_checkpoint,
+    version_tag, with_validators,
+};
 use super::{AppState, Path, Query};
 use crate::error::{ApiError, ApiResult};
 
@@ -134,7 +137,9 @@ impl Limits {
 }
 
 /// The statement `GET /points?<pairs>` sends for its page, after `head` (say, `EXPLAIN …`),
-/// with its binds, under `limits`. It is public for the read benchmark, which explains and
+/// with its binds, under `limits`: the checkpoint's `checkpoint_seq` and `checkpoint_at`,
+/// then the points' columns (`id` first), one row per point and a single row with a null
+/// `id` for an empty page. It is public for the read benchmark, which explains and
 /// checks exactly the SQL query-api runs rather than a copy that could drift from it. Run it
 /// unprepared, as query-api does, so that it is planned for its actual values.
 ///
@@ -152,7 +157,7 @@ pub fn page_statement(
             .collect::<Vec<_>>()
             .join("\n")
     })?;
-    Ok(select::page_query(
+    Ok(select::page_at_query(
         head,
         &params.filters,
         params.after,
@@ -212,19 +217,22 @@ pub(crate) struct Page {
     pub(crate) next: Option<Cursor>,
 }
 
-/// Reads the page `params` asks for in `snapshot`.
-pub(crate) async fn read_page(snapshot: &mut Snapshot, params: &ListParams) -> sqlx::Result<Page> {
-    let mut points = select::select_page(
-        snapshot.executor(),
-        &params.filters,
-        params.after,
-        params.limit,
-    )
-    .await?;
+/// Reads the page `params` asks for, with the checkpoint it is the page of.
+pub(crate) async fn read_page(
+    pool: &sqlx::PgPool,
+    params: &ListParams,
+) -> sqlx::Result<(Checkpoint, Page)> {
+    let (checkpoint, points) =
+        select::select_page_at(pool, &params.filters, params.after, params.limit).await?;
+    Ok((checkpoint, paginate(points, params)))
+}
+
+/// Cuts the extra point that `select_page_at` reads off, and makes it the next page's start.
+fn paginate(mut points: Vec<ListedPoint>, params: &ListParams) -> Page {
     tracing::Span::current().record("db.rows", points.len());
     let limit = usize::try_from(params.limit).unwrap_or(usize::MAX);
     if points.len() <= limit {
-        return Ok(Page { points, next: None });
+        return Page { points, next: None };
     }
     points.truncate(limit);
     let next = points.last().map(|last| {
@@ -239,7 +247,7 @@ pub(crate) async fn read_page(snapshot: &mut Snapshot, params: &ListParams) -> s
         };
         Cursor::new(&params.filters, position)
     });
-    Ok(Page { points, next })
+    Page { points, next }
 }
 
 /// The cursor a request came with, for links and tags that must repeat it.
@@ -292,19 +300,20 @@ async fn list_points(
     span.record("query.bbox", params.filters.bbox.is_some());
     span.record("query.cursor", params.after.is_some());
 
-    let mut snapshot = Snapshot::begin(&state.pool).await?;
     let request = list_href(
         "/points",
         &params,
         Some(format),
         current_cursor(&params).as_ref(),
     );
-    let tag = entity_tag(snapshot.checkpoint.seq, &request);
-    if let Some(not_modified) = not_modified(&headers, &tag) {
-        return Ok(not_modified);
+    if has_if_none_match(&headers) {
+        let checkpoint = read_checkpoint(&state.pool).await?;
+        if let Some(not_modified) = not_modified(&headers, &entity_tag(checkpoint.seq, &request)) {
+            return Ok(not_modified);
+        }
     }
-    let page = read_page(&mut snapshot, &params).await?;
-    snapshot.finish().await?;
+    let (checkpoint, page) = read_page(&state.pool, &params).await?;
+    let tag = entity_tag(checkpoint.seq, &request);
     let next = page.next.map(|cursor| render::next_link(&params, &cursor));
     Ok(with_validators(
         render::page(format, page.points, next.as_deref()),

@@ -17,24 +17,84 @@
 //! which cannot tell a box around a town (best served by the spatial index) from one around a
 //! continent (best served by walking the primary key and filtering).
 
-use sqlx::{PgExecutor, Postgres, QueryBuilder};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgExecutor, Postgres, QueryBuilder, Row as _};
+use uuid::Uuid;
 
 use super::ListedPoint;
 use super::cursor::Position;
 use super::params::{BoundingBox, Filters, Near};
+use crate::http::caching::{Checkpoint, READ_CHECKPOINT};
 
-/// Up to `limit + 1` points after `after`: the extra one only tells whether a next page exists.
-pub(crate) async fn select_page(
+/// Up to `limit + 1` points after `after` (the extra one only tells whether a next page
+/// exists), with the checkpoint they were read at.
+///
+/// One statement reads both, so both come from one snapshot without a transaction: the page
+/// is the checkpoint's page, which the entity tag relies on. A `REPEATABLE READ` transaction
+/// around two statements gave the same guarantee in four round trips (BEGIN, checkpoint,
+/// page, COMMIT) holding a pooled connection throughout; this takes one. The checkpoint is
+/// an aggregate, so the statement always yields a row: an empty page is that one row with
+/// no point, which the `LEFT JOIN` keeps.
+pub(crate) async fn select_page_at(
     executor: impl PgExecutor<'_>,
     filters: &Filters,
     after: Option<Position>,
     limit: u32,
-) -> sqlx::Result<Vec<ListedPoint>> {
-    page_query("", filters, after, limit)
+) -> sqlx::Result<(Checkpoint, Vec<ListedPoint>)> {
+    let mut sql = page_at_query("", filters, after, limit);
+    let rows: Vec<PageRow> = sql
         .build_query_as()
         .persistent(false)
         .fetch_all(executor)
-        .await
+        .await?;
+    let checkpoint = rows
+        .first()
+        .map_or(Checkpoint { seq: 0, at: None }, |row| row.checkpoint);
+    Ok((
+        checkpoint,
+        rows.into_iter().filter_map(|row| row.point).collect(),
+    ))
+}
+
+/// The statement of [`select_page_at`], after `head` (empty, or an `EXPLAIN`).
+pub(crate) fn page_at_query(
+    head: &str,
+    filters: &Filters,
+    after: Option<Position>,
+    limit: u32,
+) -> QueryBuilder<'static, Postgres> {
+    let head = format!(
+        "{head}SELECT checkpoint.seq AS checkpoint_seq, checkpoint.at AS checkpoint_at, \
+         page.* FROM ({READ_CHECKPOINT}) AS checkpoint LEFT JOIN LATERAL ("
+    );
+    let mut sql = page_query(&head, filters, after, limit);
+    // The page's own order does not survive the join by any guarantee, so it is said again.
+    sql.push(if filters.near.is_some() {
+        ") AS page ON TRUE ORDER BY page.distance, page.id"
+    } else {
+        ") AS page ON TRUE ORDER BY page.id DESC"
+    });
+    sql
+}
+
+/// A row of [`select_page_at`]: the checkpoint, and a point unless the page is empty.
+struct PageRow {
+    checkpoint: Checkpoint,
+    point: Option<ListedPoint>,
+}
+
+impl<'r> FromRow<'r, PgRow> for PageRow {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        let checkpoint = Checkpoint {
+            seq: row.try_get("checkpoint_seq")?,
+            at: row.try_get("checkpoint_at")?,
+        };
+        let point = match row.try_get::<Option<Uuid>, _>("id")? {
+            Some(_) => Some(ListedPoint::from_row(row)?),
+            None => None,
+        };
+        Ok(Self { checkpoint, point })
+    }
 }
 
 pub(crate) fn page_query(
