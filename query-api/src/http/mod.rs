@@ -43,6 +43,11 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone)]
 struct AppState {
     pool: PgPool,
+    /// One connection of its own for `/status`, so that the health check does not queue
+    /// behind the requests waiting for `pool`: under overload an instance is slow, not
+    /// broken, and a load balancer that took it out of rotation for that would turn the slow
+    /// answers into refusals (seen with a single instance behind HAProxy: 15 s of 503s).
+    probe_pool: PgPool,
     /// The limits of `GET /points`; the OGC items have their own.
     limits: Limits,
     /// The collection's extent, read at most every few seconds.
@@ -65,8 +70,13 @@ pub fn router(pool: PgPool, limits: Limits, request_timeout: Duration) -> Router
     let mut registry = metrics::registry();
     let http_metrics = HttpMetrics::register(&mut registry);
     metrics::PoolCollector::register(&mut registry, pool.clone());
+    let probe_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(status::PROBE_TIMEOUT)
+        .connect_lazy_with((*pool.connect_options()).clone());
     let state = AppState {
         pool,
+        probe_pool,
         limits,
         extent: ogc::ExtentCache::default(),
         api_description: Arc::new(api_description),

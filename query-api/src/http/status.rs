@@ -26,7 +26,7 @@ pub(super) struct Status {
 
 /// How long the database gets to answer before the instance counts as unavailable; well under
 /// the usual health-check interval, so a stalled database is reported rather than waited on.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Answering at all proves the database is reachable; reading the checkpoint also proves the
 /// read model exists.
@@ -48,7 +48,7 @@ const READ_CHECKPOINT: &str = "SELECT COALESCE(\
     )
 )]
 async fn get_status(State(state): State<AppState>) -> ApiResult<Json<Status>> {
-    let probe = sqlx::query_scalar::<_, i64>(READ_CHECKPOINT).fetch_one(&state.pool);
+    let probe = sqlx::query_scalar::<_, i64>(READ_CHECKPOINT).fetch_one(&state.probe_pool);
     let checkpoint = tokio::time::timeout(PROBE_TIMEOUT, probe)
         .await
         .map_err(|_| ApiError::database_timeout())??;
