@@ -2,7 +2,7 @@
 //! mapping from database errors onto them.
 
 use std::error::Error as StdError;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::response::{IntoResponse, Response};
@@ -50,21 +50,47 @@ impl From<sqlx::Error> for ApiError {
     /// Sorts a driver error into "retry later" and "bug". Only the read model's own queries
     /// pass through here, so a missing table means the projector has not migrated yet.
     fn from(error: sqlx::Error) -> Self {
-        let reason = match &error {
-            sqlx::Error::PoolTimedOut => Some("the database did not answer in time"),
-            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => {
-                Some("the database connection failed")
-            }
-            sqlx::Error::Database(db) => db.code().and_then(|code| unavailable_reason(&code)),
-            _ => None,
-        };
-        match reason {
+        match unavailable(&error) {
             Some(reason) => Self::Unavailable {
                 reason,
                 source: Some(error),
             },
             None => Self::Internal(Box::new(error)),
         }
+    }
+}
+
+impl From<Arc<sqlx::Error>> for ApiError {
+    /// The same for an error shared by the readers of one cached page, who all waited on the
+    /// one read that failed.
+    fn from(error: Arc<sqlx::Error>) -> Self {
+        match Arc::try_unwrap(error) {
+            Ok(error) => error.into(),
+            Err(shared) => match unavailable(&shared) {
+                Some(reason) => Self::Unavailable {
+                    reason,
+                    source: None,
+                },
+                None => Self::Internal(Box::new(SharedError(shared))),
+            },
+        }
+    }
+}
+
+/// A driver error several requests got from one read.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct SharedError(Arc<sqlx::Error>);
+
+/// Why the database cannot answer now, if the error says it is a matter of time.
+fn unavailable(error: &sqlx::Error) -> Option<&'static str> {
+    match error {
+        sqlx::Error::PoolTimedOut => Some("the database did not answer in time"),
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => {
+            Some("the database connection failed")
+        }
+        sqlx::Error::Database(db) => db.code().and_then(|code| unavailable_reason(&code)),
+        _ => None,
     }
 }
 

@@ -46,6 +46,9 @@ pub const MAX_LIMIT: u32 = 1000;
 pub const MAX_RADIUS_METRES: f64 = 1_000_000.0;
 /// Longest a request may take before it is answered 503, in seconds.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
+/// How long a page read from the database is answered again from memory, at most, in
+/// milliseconds.
+pub const DEFAULT_PAGE_CACHE_TTL_MS: u64 = 1000;
 
 /// How long a request waits for a pooled connection before it is answered 503. Short, so
 /// that a database outage turns into quick 503s rather than requests piling up.
@@ -92,6 +95,15 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..),
     )]
     pub request_timeout_secs: u64,
+    /// How long a page of `GET /points` or the OGC items, once read from the database, may be
+    /// answered again from memory while the projection has not moved, in milliseconds: the
+    /// most a reader can lag a change the checkpoint does not show. 0 turns the cache off.
+    #[arg(
+        long,
+        env = "GEOLEDGER_PAGE_CACHE_TTL_MS",
+        default_value_t = DEFAULT_PAGE_CACHE_TTL_MS
+    )]
+    pub page_cache_ttl_ms: u64,
 }
 
 impl Config {
@@ -107,6 +119,7 @@ impl Config {
             default_limit: DEFAULT_LIMIT,
             max_limit: MAX_LIMIT,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
+            page_cache_ttl_ms: DEFAULT_PAGE_CACHE_TTL_MS,
         }
     }
 
@@ -157,7 +170,8 @@ impl App {
             .with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
         let request_timeout = Duration::from_secs(config.request_timeout_secs);
-        let router = router(pool.clone(), limits, request_timeout);
+        let page_cache_ttl = Duration::from_millis(config.page_cache_ttl_ms);
+        let router = router(pool.clone(), limits, request_timeout, page_cache_ttl);
         Ok(Self {
             listener,
             local_addr,

@@ -47,7 +47,12 @@ async fn status_passes_while_every_request_connection_is_taken() {
         .expect("the test database accepts connections");
     let limits = query_api::Limits::new(query_api::DEFAULT_LIMIT, query_api::MAX_LIMIT)
         .expect("the default limits are consistent");
-    let router = query_api::router(pool.clone(), limits, Duration::from_secs(10));
+    let router = query_api::router(
+        pool.clone(),
+        limits,
+        Duration::from_secs(10),
+        Duration::from_millis(query_api::DEFAULT_PAGE_CACHE_TTL_MS),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, router).await });

@@ -13,6 +13,7 @@ mod lifecycle;
 mod nats_outage;
 mod observability;
 mod ogc;
+mod page_cache;
 mod projection;
 mod read_your_writes;
 mod reads;

@@ -7,6 +7,8 @@
 //! `Retry-After`. The checkpoint lives in the same database as the rows, so the same token
 //! works against a streaming read replica, which replays both together.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -27,28 +29,42 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(5);
 const QUERY_PARAMETER: &str = "consistency_token";
 
 /// The projection's checkpoint as last announced, shared by all requests.
-#[derive(Clone)]
-pub(crate) struct Checkpoint(watch::Receiver<u64>);
+#[derive(Debug, Clone)]
+pub(crate) struct Checkpoint {
+    seen: watch::Receiver<u64>,
+    /// Whether the announcements are being heard right now: between a successful `LISTEN`
+    /// (and the read that follows it) and the loss of that connection.
+    listening: Arc<AtomicBool>,
+}
 
 impl Checkpoint {
     /// Starts following the projector's announcements on `pool`'s database.
     pub(crate) fn follow(pool: PgPool) -> Self {
-        let (tx, rx) = watch::channel(0);
-        tokio::spawn(listen(pool, tx));
-        Self(rx)
+        let (tx, seen) = watch::channel(0);
+        let listening = Arc::new(AtomicBool::new(false));
+        tokio::spawn(listen(pool, tx, listening.clone()));
+        Self { seen, listening }
+    }
+
+    /// The latest announced checkpoint, while announcements are being heard; `None` while
+    /// the listening connection is down, when the last value heard may be long out of date.
+    pub(crate) fn current(&self) -> Option<u64> {
+        self.listening
+            .load(Ordering::Acquire)
+            .then(|| *self.seen.borrow())
     }
 
     /// Waits until the checkpoint reaches `token`; `Err` with the checkpoint on time-out.
     async fn reached(&self, token: u64) -> Result<(), u64> {
-        let mut rx = self.0.clone();
+        let mut rx = self.seen.clone();
         match tokio::time::timeout(MAX_WAIT, rx.wait_for(|seen| *seen >= token)).await {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(*self.0.borrow()),
+            _ => Err(*self.seen.borrow()),
         }
     }
 }
 
-async fn listen(pool: PgPool, tx: watch::Sender<u64>) {
+async fn listen(pool: PgPool, tx: watch::Sender<u64>, listening: Arc<AtomicBool>) {
     let advance = |seen: u64| {
         tx.send_if_modified(|current| {
             let newer = seen > *current;
@@ -70,8 +86,12 @@ async fn listen(pool: PgPool, tx: watch::Sender<u64>) {
         loop {
             // Read after LISTEN (and after each reconnection), so an announcement made while
             // not listening is not missed.
-            if let Ok(seen) = read_checkpoint(&pool).await {
-                advance(seen);
+            match read_checkpoint(&pool).await {
+                Ok(seen) => {
+                    advance(seen);
+                    listening.store(true, Ordering::Release);
+                }
+                Err(_) => listening.store(false, Ordering::Release),
             }
             loop {
                 match listener.try_recv().await {
@@ -81,8 +101,12 @@ async fn listen(pool: PgPool, tx: watch::Sender<u64>) {
                         }
                     }
                     // The connection dropped; the next call reconnects and listens again.
-                    Ok(None) => break,
+                    Ok(None) => {
+                        listening.store(false, Ordering::Release);
+                        break;
+                    }
                     Err(_) => {
+                        listening.store(false, Ordering::Release);
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         break;
                     }

@@ -48,6 +48,10 @@ struct AppState {
     /// broken, and a load balancer that took it out of rotation for that would turn the slow
     /// answers into refusals (seen with a single instance behind HAProxy: 15 s of 503s).
     probe_pool: PgPool,
+    /// The checkpoint as the projector announces it, which keys the page cache.
+    announced: consistency::Checkpoint,
+    /// Pages read at the announced checkpoint, for the next reader of the same page.
+    pages: points::PageCache,
     /// The limits of `GET /points`; the OGC items have their own.
     limits: Limits,
     /// The collection's extent, read at most every few seconds.
@@ -58,7 +62,12 @@ struct AppState {
 
 /// The whole service: routes, fallbacks and middleware, over `pool`. Tests drive it directly;
 /// [`crate::App`] serves it.
-pub fn router(pool: PgPool, limits: Limits, request_timeout: Duration) -> Router {
+pub fn router(
+    pool: PgPool,
+    limits: Limits,
+    request_timeout: Duration,
+    page_cache_ttl: Duration,
+) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::HEAD])
@@ -66,7 +75,7 @@ pub fn router(pool: PgPool, limits: Limits, request_timeout: Duration) -> Router
         .expose_headers([LINK, ETAG, REQUEST_ID]);
     let api_description = serde_json::to_string(&openapi::document(limits))
         .expect("an OpenAPI document of strings, numbers and maps serialises");
-    let pool_for_checkpoint = pool.clone();
+    let announced = consistency::Checkpoint::follow(pool.clone());
     let mut registry = metrics::registry();
     let http_metrics = HttpMetrics::register(&mut registry);
     metrics::PoolCollector::register(&mut registry, pool.clone());
@@ -77,6 +86,8 @@ pub fn router(pool: PgPool, limits: Limits, request_timeout: Duration) -> Router
     let state = AppState {
         pool,
         probe_pool,
+        announced: announced.clone(),
+        pages: points::PageCache::new(&mut registry, page_cache_ttl),
         limits,
         extent: ogc::ExtentCache::default(),
         api_description: Arc::new(api_description),
@@ -91,7 +102,7 @@ pub fn router(pool: PgPool, limits: Limits, request_timeout: Duration) -> Router
         .method_not_allowed_fallback(|| async { problem::method_not_allowed() })
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
-            consistency::Checkpoint::follow(pool_for_checkpoint),
+            announced,
             consistency::wait_for_token,
         ))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
@@ -211,6 +222,7 @@ mod tests {
             pool,
             Limits::new(100, 1000).unwrap(),
             Duration::from_secs(10),
+            Duration::from_secs(1),
         )
     }
 

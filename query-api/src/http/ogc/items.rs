@@ -35,7 +35,7 @@ use crate::http::caching::{
 use crate::http::media::{self, GEO_JSON, JSON, Link};
 use crate::http::points::{
     Feature, FeatureCollection, Format, GET_LISTED_POINT, Limits, ListedPoint, Members,
-    current_cursor, link_header, list_href, list_params, read_page,
+    current_cursor, link_header, list_href, list_params,
 };
 use crate::http::{AppState, Path, Query};
 
@@ -133,7 +133,11 @@ pub(super) async fn list_items(
             return Ok(not_modified);
         }
     }
-    let (checkpoint, page) = read_page(&state.pool, &params).await?;
+    let read = state
+        .pages
+        .read(&state.announced, &state.pool, &params)
+        .await?;
+    let (checkpoint, page) = &*read;
     let tag = entity_tag(checkpoint.seq, &self_href);
     let as_of = checkpoint.at;
 

@@ -63,6 +63,7 @@
 //! - `bbox` takes longitudes literally: a point stored at -180 is not in a box whose east
 //!   edge is 180, nor the other way round. `near` has no such seam.
 
+mod cache;
 mod cursor;
 mod datetime;
 mod params;
@@ -79,6 +80,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub(crate) use self::cache::PageCache;
 pub(crate) use self::cursor::Cursor;
 pub(crate) use self::params::{
     Format, ListParams, POINTS_PARAMS, fnv1a, list_params, reject_unknown,
@@ -168,7 +170,7 @@ pub fn page_statement(
 /// One point as a list shows it. Coordinates are the stored doubles, which `serde_json` writes
 /// as the shortest text that reads back to the same double, so a client gets back exactly the
 /// number it wrote.
-#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 #[schema(as = ListedPoint)]
 pub(crate) struct ListedPoint {
     id: Uuid,
@@ -212,6 +214,7 @@ pub(crate) const GET_LISTED_POINT: &str = "SELECT last_seq AS version_seq, id, n
      FROM points WHERE id = $1";
 
 /// A page of a list: at most `limit` points, and where the next page starts when more follow.
+#[derive(Debug)]
 pub(crate) struct Page {
     pub(crate) points: Vec<ListedPoint>,
     pub(crate) next: Option<Cursor>,
@@ -312,11 +315,15 @@ async fn list_points(
             return Ok(not_modified);
         }
     }
-    let (checkpoint, page) = read_page(&state.pool, &params).await?;
+    let read = state
+        .pages
+        .read(&state.announced, &state.pool, &params)
+        .await?;
+    let (checkpoint, page) = &*read;
     let tag = entity_tag(checkpoint.seq, &request);
     let next = page.next.map(|cursor| render::next_link(&params, &cursor));
     Ok(with_validators(
-        render::page(format, page.points, next.as_deref()),
+        render::page(format, page.points.clone(), next.as_deref()),
         &tag,
     ))
 }

@@ -1,0 +1,95 @@
+//! query-api keeps each page it read for the checkpoint it read it at: the same page asked
+//! again before the projection moves comes from memory, a write that moves the projection is
+//! seen by the next read of it, and nothing is served from memory for more than a second.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{Accepted, PointDto, TestApp, sample_places, spawn_app};
+
+/// `geoledger_query_page_reads_total{source="<source>"}`, 0 while it has not appeared.
+async fn page_reads(app: &TestApp, source: &str) -> f64 {
+    let text = app
+        .http
+        .get(app.query.url("/metrics"))
+        .send()
+        .await
+        .expect("query-api serves /metrics")
+        .text()
+        .await
+        .expect("a text body");
+    let series = format!("geoledger_query_page_reads_total{{source=\"{source}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0.0, |value| value.trim().parse().expect("a sample value"))
+}
+
+async fn newest(app: &TestApp, query: &str) -> Vec<PointDto> {
+    let response = app
+        .http
+        .get(app.query.url(&format!("/points?limit=5{query}")))
+        .send()
+        .await
+        .expect("query-api answers");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("a JSON array")
+}
+
+async fn write(app: &TestApp, place: &Value) -> Accepted {
+    let response = app.post_point(place).await;
+    assert_eq!(response.status(), 202);
+    response.json().await.expect("an acceptance")
+}
+
+#[tokio::test]
+async fn a_page_asked_again_comes_from_memory_until_a_write_moves_the_projection() {
+    let app = spawn_app().await;
+    let places = sample_places();
+    let first = write(&app, &places[0].to_json()).await;
+    app.wait_projected(first.sequence).await;
+
+    // query-api hears the projector's announcements on a connection of its own, set up in
+    // the background; until it listens, every read goes to the database.
+    let start = Instant::now();
+    let from_memory = page_reads(&app, "memory").await;
+    loop {
+        let listed = newest(&app, "").await;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, first.id);
+        if page_reads(&app, "memory").await > from_memory {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the same page asked again and again never came from memory"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A write moves the checkpoint: the page read with its token is the new page, at once.
+    let second = write(&app, &places[1].to_json()).await;
+    let listed = newest(&app, &format!("&consistency_token={}", second.sequence)).await;
+    let ids: Vec<_> = listed.iter().map(|p| p.id).collect();
+    assert_eq!(ids, [second.id, first.id]);
+    assert!(page_reads(&app, "database").await > 0.0);
+}
+
+/// Rows changed without the checkpoint moving (a manual fix, a rebuild swapped in onto the
+/// same checkpoint) are the one case the key cannot see; the time-to-live bounds it.
+#[tokio::test]
+async fn a_row_changed_behind_the_projectors_back_shows_within_a_second() {
+    let app = spawn_app().await;
+    let places = sample_places();
+    let first = write(&app, &places[0].to_json()).await;
+    app.wait_projected(first.sequence).await;
+    assert_eq!(newest(&app, "").await.len(), 1);
+
+    sqlx::query("UPDATE points SET name = 'renamed by hand' WHERE id = $1")
+        .bind(first.id)
+        .execute(&app.pool)
+        .await
+        .expect("the test may write the read model");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(newest(&app, "").await[0].name, "renamed by hand");
+}

@@ -1,0 +1,115 @@
+//! Pages kept in memory for the checkpoint they were read at, so that the same page asked for
+//! again before the projection moves is answered without PostgreSQL.
+//!
+//! A page is a pure function of the request and the checkpoint (the entity tag already
+//! relies on it), so an entry is keyed by both: when the projector commits, the announced
+//! checkpoint moves on and every older entry simply stops being asked for. Readers who miss
+//! the same key at the same time share one database read. The many readers of a popular page
+//! (the newest points, a city's box) then cost one statement per projector commit rather than
+//! one each: at 2,000 writes a second the projector commits a few dozen times a second, while
+//! the readers of the first page may ask thousands of times.
+//!
+//! # Staleness
+//!
+//! The checkpoint used for the key is the one query-api has heard announced (see
+//! `http::consistency`), which trails the database by the notification's delay, a
+//! millisecond or so. Pages are served from memory only while announcements are being heard;
+//! with the listening connection down every read goes to the database. Whatever else goes
+//! wrong (an announcement lost on a connection that died silently, rows changed without the
+//! checkpoint moving, as a `projector rebuild` onto the same checkpoint does), no entry is
+//! served longer than its time to live after it was read: one second unless configured
+//! otherwise (`GEOLEDGER_PAGE_CACHE_TTL_MS`; 0 turns the cache off).
+//!
+//! # Cost
+//!
+//! Memory: at most [`MAX_CACHED_POINTS`] points across all entries (a few tens of
+//! megabytes at the largest). A read whose page is not in memory takes the same single
+//! statement as without the cache, plus a hash of its canonical URL.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use moka::future::Cache;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
+
+use super::{ListParams, Page, current_cursor, list_href, read_page};
+use crate::http::caching::Checkpoint;
+use crate::http::consistency;
+
+/// Most points held across all entries; an entry weighs its number of points plus one.
+pub(crate) const MAX_CACHED_POINTS: u64 = 200_000;
+
+/// A page as read, with the checkpoint the database was at when it was read.
+pub(crate) type ReadPage = Arc<(Checkpoint, Page)>;
+
+/// The pages recently read, by announced checkpoint and canonical request.
+#[derive(Debug, Clone)]
+pub(crate) struct PageCache {
+    /// `None` when the cache is off.
+    pages: Option<Cache<(u64, String), ReadPage>>,
+    /// Pages answered, by `source`: `memory` or `database`.
+    reads: Family<Vec<(&'static str, &'static str)>, Counter>,
+}
+
+impl PageCache {
+    /// An empty cache whose entries live `time_to_live` (off when zero), its counter
+    /// registered as `query_page_reads_total` in `registry`.
+    pub(crate) fn new(registry: &mut Registry, time_to_live: Duration) -> Self {
+        let reads = Family::default();
+        registry.register(
+            "query_page_reads",
+            "Pages of GET /points and the OGC items answered, by source: memory (read at the \
+             announced checkpoint within the cache's time to live) or database",
+            reads.clone(),
+        );
+        Self {
+            reads,
+            pages: (!time_to_live.is_zero()).then(|| {
+                Cache::builder()
+                    .max_capacity(MAX_CACHED_POINTS)
+                    .weigher(|_, page: &ReadPage| {
+                        u32::try_from(page.1.points.len())
+                            .unwrap_or(u32::MAX)
+                            .saturating_add(1)
+                    })
+                    .time_to_live(time_to_live)
+                    .build()
+            }),
+        }
+    }
+
+    /// The page `params` asks for, from memory when it was read at the checkpoint announced
+    /// now, else from the database.
+    pub(crate) async fn read(
+        &self,
+        announced: &consistency::Checkpoint,
+        pool: &PgPool,
+        params: &ListParams,
+    ) -> Result<ReadPage, Arc<sqlx::Error>> {
+        let loaded = AtomicBool::new(false);
+        let load = async {
+            loaded.store(true, Ordering::Relaxed);
+            read_page(pool, params).await.map(Arc::new)
+        };
+        let read = match (&self.pages, announced.current()) {
+            (None, _) | (_, None) => load.await.map_err(Arc::new),
+            (Some(pages), Some(checkpoint)) => {
+                // Every filter, the limit and the position, in canonical form; the format is
+                // left out, as both formats render the same page.
+                let request = list_href("", params, None, current_cursor(params).as_ref());
+                pages.try_get_with((checkpoint, request), load).await
+            }
+        };
+        let source = if loaded.load(Ordering::Relaxed) {
+            "database"
+        } else {
+            "memory"
+        };
+        self.reads.get_or_create(&vec![("source", source)]).inc();
+        read
+    }
+}
