@@ -731,13 +731,20 @@ async fn check(
     let mut connection = sqlx::PgConnection::connect(database_url)
         .await
         .context("connecting to the read model")?;
-    let rows: Vec<(Uuid, String, f64, f64)> =
-        sqlx::query_as("SELECT id, name, ST_X(geom), ST_Y(geom) FROM points")
-            .fetch_all(&mut connection)
-            .await
-            .context("reading the points")?;
-    let mut by_name: HashMap<&str, Vec<&(Uuid, String, f64, f64)>> = HashMap::new();
-    for row in &rows {
+    let rows: Vec<Row> = sqlx::query_as("SELECT id, name, ST_X(geom), ST_Y(geom) FROM points")
+        .fetch_all(&mut connection)
+        .await
+        .context("reading the points")?;
+    Ok(compare(&rows, writes, phase))
+}
+
+/// A row of `points`: id, name, longitude, latitude.
+type Row = (Uuid, String, f64, f64);
+
+/// The comparison of [`check`], apart from the database.
+fn compare(rows: &[Row], writes: &[Write], phase: Option<usize>) -> (Tally, usize) {
+    let mut by_name: HashMap<&str, Vec<&Row>> = HashMap::new();
+    for row in rows {
         by_name.entry(row.1.as_str()).or_default().push(row);
     }
     let sent: HashSet<&str> = writes.iter().map(|w| w.name.as_str()).collect();
@@ -796,5 +803,88 @@ async fn check(
             }
         }
     }
-    Ok((tally, unknown_rows))
+    (tally, unknown_rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, longitude: f64, outcome: Outcome) -> Write {
+        Write {
+            name: name.to_owned(),
+            longitude,
+            latitude: 48.8566,
+            phase: 0,
+            outcome,
+        }
+    }
+
+    fn accepted(id: Uuid) -> Outcome {
+        Outcome::Accepted { id, sequence: 1 }
+    }
+
+    #[test]
+    fn a_write_found_once_with_its_id_and_exact_coordinates_is_projected() {
+        let id = Uuid::now_v7();
+        let rows = [(id, "Paris #0".to_owned(), 2.3522, 48.8566)];
+        let (tally, unknown) = compare(&rows, &[write("Paris #0", 2.3522, accepted(id))], None);
+        assert_eq!((tally.accepted, tally.projected, unknown), (1, 1, 0));
+        assert!(!tally.failed());
+    }
+
+    #[test]
+    fn lost_doubled_and_altered_writes_each_fail_the_check() {
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let nudged = f64::from_bits(2.3522_f64.to_bits() + 1);
+        let rows = [
+            (b, "B #1".to_owned(), 2.3522, 48.8566),
+            (Uuid::now_v7(), "B #1".to_owned(), 2.3522, 48.8566),
+            (c, "C #2".to_owned(), nudged, 48.8566),
+        ];
+        let writes = [
+            write("A #0", 2.3522, accepted(a)),
+            write("B #1", 2.3522, accepted(b)),
+            write("C #2", 2.3522, accepted(c)),
+        ];
+        let (tally, _) = compare(&rows, &writes, None);
+        assert_eq!(tally.lost, 1);
+        assert_eq!(tally.duplicates, 1);
+        assert_eq!(
+            tally.altered, 1,
+            "one ulp off is not the written coordinate"
+        );
+        assert_eq!(tally.projected, 0);
+        assert!(tally.failed());
+    }
+
+    #[test]
+    fn a_refused_write_with_a_row_and_a_row_nobody_sent_are_caught() {
+        let rows = [
+            (Uuid::now_v7(), "R #0".to_owned(), 2.3522, 48.8566),
+            (Uuid::now_v7(), "Nobody #9".to_owned(), 2.3522, 48.8566),
+        ];
+        let writes = [
+            write("R #0", 2.3522, Outcome::Refused(422)),
+            write("U #1", 2.3522, Outcome::Unanswered("timeout".to_owned())),
+        ];
+        let (tally, unknown) = compare(&rows, &writes, None);
+        assert_eq!(tally.refused_but_projected, 1);
+        assert_eq!(tally.unanswered, 1);
+        assert_eq!(unknown, 1);
+    }
+
+    #[test]
+    fn a_phase_check_counts_only_that_phase_writes() {
+        let id = Uuid::now_v7();
+        let mut later = write("L #1", 2.3522, accepted(Uuid::now_v7()));
+        later.phase = 1;
+        let rows = [(id, "E #0".to_owned(), 2.3522, 48.8566)];
+        let (tally, _) = compare(
+            &rows,
+            &[write("E #0", 2.3522, accepted(id)), later],
+            Some(0),
+        );
+        assert_eq!((tally.accepted, tally.lost), (1, 0));
+    }
 }
