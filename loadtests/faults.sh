@@ -147,7 +147,9 @@ print(*(s.getsockname()[1] for s in socks))'
   fi
   local extra
   read -r -a extra <<<"${GEOLEDGER_FAULTS_ARGS:-}"
-  "$GEOLEDGER_BIN_DIR/faults" \
+  # Every wait of the driver is bounded (writes 75 s, catch-up 60 s, each start 60 s); this
+  # bounds their sum, in case a wait outside them hangs.
+  timeout 900 "$GEOLEDGER_BIN_DIR/faults" \
     --base-url "http://127.0.0.1:$STACK_HAPROXY_PORT" \
     --database-url "$STACK_DATABASE_URL" \
     --projector-status "http://127.0.0.1:$STACK_PROJECTOR_PORT/status" \

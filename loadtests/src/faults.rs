@@ -230,7 +230,7 @@ pub struct PhaseReport {
     pub fault: Fault,
     /// This phase's writes, as the check after the fault found them.
     pub tally: Tally,
-    /// Reads through HAProxy during the phase, and how many failed (in the fault's window).
+    /// Reads through HAProxy during the phase.
     pub reads: u64,
     /// Failed reads during the phase.
     pub read_errors: u64,
