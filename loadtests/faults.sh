@@ -49,6 +49,9 @@ kill_app() {
 
 inject() {
   use_state_dir "${GEOLEDGER_STACK_STATE_DIR:?inject runs inside a faults.sh run}"
+  # Recorded so that a run that is interrupted can stop an injection under way before it
+  # stops the stack, rather than have it start an app again afterwards.
+  printf '%s\n' "$$" >"$(pid_file inject)"
   case $1:$2 in
     projector:break) kill_app projector projector ;;
     projector:heal) "$services" start apps ;;
@@ -125,6 +128,10 @@ print(*(s.getsockname()[1] for s in socks))'
 
   stop_stack() {
     local status=$?
+    if [[ -n ${driver:-} ]] && alive "$driver"; then
+      kill -TERM "$driver" 2>/dev/null || true
+      RUN_DIR=$state/run stop_process inject faults.sh 30
+    fi
     "$services" stop all || true
     if ((status == 0)); then
       rm -rf -- "$state"
@@ -149,13 +156,17 @@ print(*(s.getsockname()[1] for s in socks))'
   read -r -a extra <<<"${GEOLEDGER_FAULTS_ARGS:-}"
   # Every wait of the driver is bounded (writes 75 s, catch-up 60 s, each start 60 s); this
   # bounds their sum, in case a wait outside them hangs.
+  # In the background, so that an interrupt or a TERM reaches the traps at once rather than
+  # after the driver ends; the EXIT trap then stops the driver too.
   timeout 900 "$GEOLEDGER_BIN_DIR/faults" \
     --base-url "http://127.0.0.1:$STACK_HAPROXY_PORT" \
     --database-url "$STACK_DATABASE_URL" \
     --projector-status "http://127.0.0.1:$STACK_PROJECTOR_PORT/status" \
     --places "$places" \
     --inject "$GEOLEDGER_ROOT/loadtests/faults.sh" \
-    "${extra[@]}"
+    "${extra[@]}" &
+  driver=$!
+  wait "$driver"
 }
 
 case ${1:-run} in
