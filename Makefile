@@ -9,7 +9,7 @@ SHELL := /bin/bash
 PLACES ?= ../shared/data/places-sample.csv
 export PLACES
 
-.PHONY: help install up down restart clean status test bench bench-rebuild loadtest bench-api lint fmt
+.PHONY: help install up down restart clean status test faults bench bench-rebuild loadtest bench-api lint fmt
 
 help:
 	@printf '%s\n' \
@@ -19,6 +19,7 @@ help:
 	  'make clean    down, then delete the stack'"'"'s and the tests'"'"' data in .local' \
 	  'make status   what runs where, and whether it is healthy' \
 	  'make test     fmt and clippy checks, then cargo test against fresh test servers' \
+	  'make faults   kill and restart each server under writes; prove no accepted write is lost (minutes)' \
 	  'make bench    time GET /points at 1k and 1M points on a throwaway PostgreSQL (minutes)' \
 	  'make bench-rebuild  time projector rebuild on 1M events against a plain COPY (minutes)' \
 	  'make loadtest Locust users on a step ramp against the running stack, with a plot (minutes)' \
@@ -48,6 +49,12 @@ clean: down
 
 test:
 	@infra/local/test.sh
+
+# A stack of its own on free ports, broken four ways under writes and reads; fails if an
+# accepted write is lost or doubled. FAULTS_ARGS goes to the driver, e.g. '--writers 12'.
+FAULTS_ARGS ?=
+faults:
+	@GEOLEDGER_FAULTS_ARGS='$(FAULTS_ARGS)' loadtests/faults.sh
 
 # Prints figures, asserts nothing; BENCH_ARGS goes to bench-reads, e.g. BENCH_ARGS='--repeat 50'.
 BENCH_ARGS ?=

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod environment;
+pub mod faults;
 pub mod load;
 pub mod places;
 pub mod projection;
