@@ -196,7 +196,7 @@ fn init_logs() {
     crate::capture::install();
 }
 
-fn loopback() -> SocketAddr {
+pub(crate) fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().expect("a literal socket address")
 }
 
@@ -212,13 +212,18 @@ pub(crate) async fn start_command_api(nats: &NatsConfig) -> Running {
 }
 
 pub(crate) async fn start_projector(nats: &NatsConfig, database: &DatabaseConfig) -> Running {
-    let app = projector::App::build(projector::Config::new(
+    start_projector_with(projector::Config::new(
         nats.clone(),
         database.clone(),
         loopback(),
     ))
     .await
-    .expect("projector builds");
+}
+
+pub(crate) async fn start_projector_with(config: projector::Config) -> Running {
+    let app = projector::App::build(config)
+        .await
+        .expect("projector builds");
     Running::spawn(app.local_addr(), |stop| {
         app.run_until(async {
             let _ = stop.await;
@@ -278,7 +283,7 @@ pub(crate) fn as_login(url: &str, login: &str, max_connections: u32) -> Database
 }
 
 /// A new database, named after a fresh UUID, on the test cluster.
-async fn fresh_database() -> (String, PgPool) {
+pub(crate) async fn fresh_database() -> (String, PgPool) {
     let admin_url = env("GEOLEDGER_TEST_DATABASE_URL");
     let admin = PgPoolOptions::new()
         .max_connections(1)

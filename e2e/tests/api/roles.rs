@@ -1,11 +1,16 @@
 //! Least privilege in PostgreSQL: what the services' own roles may and may not do, and that a
 //! `projector rebuild` leaves them the same grants on the tables it swaps in.
 
+use std::time::Duration;
+
 use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-use crate::helpers::{Accepted, PointDto, TestApp, spawn_app};
+use crate::helpers::{
+    Accepted, PROJECTOR_LOGIN, PointDto, TestApp, as_login, fresh_database, loopback, spawn_app,
+    start_projector_with,
+};
 
 /// SQLSTATE 42501 `insufficient_privilege`: what PostgreSQL answers to a statement the role
 /// may not run, including DDL on a table it does not own.
@@ -161,4 +166,54 @@ async fn after_a_rebuild_swaps_its_tables_in_the_services_roles_keep_their_grant
         &["DELETE FROM points"],
     )
     .await;
+}
+
+async fn table_exists(pool: &PgPool, table: &str) -> bool {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table)
+        .fetch_one(pool)
+        .await
+        .expect("the catalogue is readable")
+}
+
+#[tokio::test]
+async fn a_projector_whose_role_may_not_migrate_migrates_only_through_the_owners_url() {
+    // spawn_app has made the cluster's roles; the second database is the one under test.
+    let app = spawn_app().await;
+    let (owner_url, owner) = fresh_database().await;
+    let mut config = projector::Config::new(
+        app.nats.clone(),
+        as_login(&owner_url, PROJECTOR_LOGIN, 2),
+        loopback(),
+    );
+    config.consumer = "roles-test".to_owned();
+
+    let mut alone = start_projector_with(config.clone()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !table_exists(&owner, "points").await,
+        "the projector's own role created the schema"
+    );
+    alone.stop().await;
+
+    config.migrate_database_url = Some(owner_url.parse().expect("any text is a URL to keep"));
+    let mut with_owner = start_projector_with(config).await;
+    let start = std::time::Instant::now();
+    while !table_exists(&owner, "points").await {
+        assert!(
+            start.elapsed() < crate::helpers::PROJECTION_WAIT,
+            "the projector never migrated through the owner's URL"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let owner_name: String =
+        sqlx::query_scalar("SELECT tableowner::text FROM pg_tables WHERE tablename = 'points'")
+            .fetch_one(&owner)
+            .await
+            .expect("the table's owner");
+    assert_ne!(
+        owner_name, PROJECTOR_LOGIN,
+        "the tables belong to the owner"
+    );
+    with_owner.stop().await;
 }
