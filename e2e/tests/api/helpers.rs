@@ -86,13 +86,13 @@ pub(crate) struct Options {
     pub(crate) nats_users: Option<NatsUsers>,
 }
 
-/// Who connects to a NATS server with authorization: each service as its own user, the
-/// test itself with the admin URL.
+/// Who connects to a NATS server with authorization or TLS: each service as its own user,
+/// the test itself as admin.
 #[derive(Clone)]
 pub(crate) struct NatsUsers {
     pub(crate) command: NatsAuth,
     pub(crate) projector: NatsAuth,
-    pub(crate) admin_url: String,
+    pub(crate) admin: NatsAuth,
 }
 
 pub(crate) struct TestApp {
@@ -155,13 +155,12 @@ pub(crate) async fn spawn_app_with(options: Options) -> TestApp {
     .await;
     let query = start_query_api(&as_login(&database_url, READER_LOGIN, 5)).await;
 
-    // The test's own client connects as admin, through the URL the services' configuration
-    // reads credentials from too.
     let test_nats = NatsConfig {
-        url: options
+        auth: options
             .nats_users
             .as_ref()
-            .map_or_else(|| nats.url.clone(), |users| users.admin_url.clone()),
+            .map(|users| users.admin.clone())
+            .unwrap_or_default(),
         ..nats.clone()
     };
     let client = test_nats
@@ -507,9 +506,63 @@ impl OwnNats {
         let users = NatsUsers {
             command: user("command-api", command),
             projector: user("projector", projector),
-            admin_url: format!("nats://admin:{admin}@127.0.0.1:{}", nats.port),
+            admin: user("admin", admin),
         };
         (nats, users)
+    }
+
+    /// A server that speaks only TLS and requires a client certificate, with a certificate
+    /// authority, server and client certificates made by `openssl` for the test; every user
+    /// is given the CA and the client certificate.
+    pub(crate) async fn start_with_tls() -> (Self, NatsUsers) {
+        let store = tempfile::tempdir().expect("a temporary directory");
+        let dir = store.path();
+        let made = std::process::Command::new("bash")
+            .current_dir(dir)
+            .args(["-euc", MAKE_TEST_CERTIFICATES])
+            .output()
+            .expect("bash runs");
+        assert!(
+            made.status.success(),
+            "openssl made no certificates: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let config = dir.join("tls.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n",
+                dir.join("server.pem").display(),
+                dir.join("server.key").display(),
+                dir.join("ca.pem").display(),
+            ),
+        )
+        .expect("the configuration is written");
+        let tls = NatsAuth {
+            tls_ca_file: Some(dir.join("ca.pem")),
+            tls_cert_file: Some(dir.join("client.pem")),
+            tls_key_file: Some(dir.join("client.key")),
+            tls_required: true,
+            ..NatsAuth::default()
+        };
+        let mut nats = Self {
+            port: free_port(),
+            store,
+            config: Some(config),
+            child: None,
+        };
+        nats.resume().await;
+        let users = NatsUsers {
+            command: tls.clone(),
+            projector: tls.clone(),
+            admin: tls,
+        };
+        (nats, users)
+    }
+
+    /// Where the test's certificate files are (`ca.pem`, `client.pem`, `client.key`).
+    pub(crate) fn dir(&self) -> &Path {
+        self.store.path()
     }
 
     /// The server's log; kept only for a server started with a configuration.
@@ -566,6 +619,19 @@ impl OwnNats {
         }
     }
 }
+
+/// A throwaway certificate authority, a server certificate for 127.0.0.1 and a client
+/// certificate, each valid for a day.
+const MAKE_TEST_CERTIFICATES: &str = r"
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1 2>/dev/null; }
+key ca.key; key server.key; key client.key
+openssl req -x509 -new -key ca.key -out ca.pem -days 1 -subj /CN=geoledger-test-ca
+openssl req -new -key server.key -out server.csr -subj /CN=127.0.0.1
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1   -out server.pem -extfile <(printf 'subjectAltName=IP:127.0.0.1
+extendedKeyUsage=serverAuth')
+openssl req -new -key client.key -out client.csr -subj /CN=geoledger-test-client
+openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1   -out client.pem -extfile <(printf 'extendedKeyUsage=clientAuth')
+";
 
 async fn wait_for_port(port: u16) {
     let start = Instant::now();

@@ -12,6 +12,7 @@ mod idempotency;
 mod lifecycle;
 mod nats_auth;
 mod nats_outage;
+mod nats_tls;
 mod observability;
 mod ogc;
 mod projection;
