@@ -283,11 +283,8 @@ impl NatsConfig {
     }
 
     /// `auth`, or, when it names no way of authenticating, the user and password of the first
-    /// URL that carries them: async-nats parses them out of a URL but never sends them.
-    ///
-    /// # Limitations
-    /// They are taken as written: a password needing percent-encoding in a URL must be given
-    /// with `--nats-password` instead.
+    /// URL that carries them (percent-decoded): async-nats parses them out of a URL but never
+    /// sends them.
     fn auth_with_url_credentials(&self) -> NatsAuth {
         let auth = &self.auth;
         if auth.user.is_some()
@@ -299,7 +296,10 @@ impl NatsConfig {
         }
         let from_url = self.url.split(',').find_map(|url| {
             let server: async_nats::ServerAddr = url.trim().parse().ok()?;
-            Some((server.username()?.to_owned(), server.password()?.to_owned()))
+            Some((
+                percent_decode(server.username()?),
+                percent_decode(server.password()?),
+            ))
         });
         match from_url {
             Some((user, password)) => NatsAuth {
@@ -341,6 +341,30 @@ pub struct DatabaseConfig {
         default_value_t = 10
     )]
     pub max_connections: u32,
+}
+
+/// `%XX` escapes turned back into the bytes they stand for; anything not a valid escape, or
+/// not UTF-8 once decoded, is kept as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            // from_str_radix alone would also take a sign, as in `%+1`.
+            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        if let Some(byte) = escaped {
+            decoded.push(byte);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(decoded).unwrap_or_else(|_| text.to_owned())
 }
 
 #[cfg(test)]
@@ -404,6 +428,16 @@ mod tests {
         assert_eq!(auth.password.as_ref().map(Secret::expose), Some("pw"));
         config.auth.token = Some("t".parse().unwrap());
         assert_eq!(config.auth_with_url_credentials().user, None);
+
+        config = Cli::try_parse_from(["t", "--nats-url", "nats://c%40md:p%3Aw%2F%zz%+1@b:4222"])
+            .unwrap()
+            .nats;
+        let auth = config.auth_with_url_credentials();
+        assert_eq!(auth.user.as_deref(), Some("c@md"));
+        assert_eq!(
+            auth.password.as_ref().map(Secret::expose),
+            Some("p:w/%zz%+1")
+        );
     }
 
     #[tokio::test]
