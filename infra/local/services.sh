@@ -34,15 +34,92 @@ app_instances() {
 
 start_infra() {
   pg_start "$STACK_PG_PORT"
-  # The services' role is a superuser because the projector's first migration creates the
-  # postgis extension; this is a local development cluster only.
+  # The tables' owner is a superuser because the first migration creates the postgis
+  # extension; this is a local development cluster only. The services themselves connect
+  # as their own unprivileged login roles (migrate_and_grant).
   if [[ -z $(pg_psql "$STACK_PG_PORT" -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'geoledger'") ]]; then
     pg_psql "$STACK_PG_PORT" -c 'CREATE ROLE geoledger LOGIN SUPERUSER'
   fi
   if [[ -z $(pg_psql "$STACK_PG_PORT" -tAc "SELECT 1 FROM pg_database WHERE datname = 'geoledger'") ]]; then
     pg_psql "$STACK_PG_PORT" -c 'CREATE DATABASE geoledger OWNER geoledger'
   fi
-  nats_start "$STACK_NATS_PORT" "$STACK_NATS_MONITOR_PORT" geoledger-local
+  nats_start "$STACK_NATS_PORT" "$STACK_NATS_MONITOR_PORT" geoledger-local "$(nats_auth_config)"
+}
+
+# The stack's NATS users: command-api and projector, each with only the permissions its
+# service needs (infra/local/nats-auth.sh), and admin for the operator commands. Their
+# passwords are made once and kept, readable by the owner only, in NATS_CREDENTIALS, which
+# can be sourced. The configuration is written anew at every start, so that a changed
+# GEOLEDGER_STREAM or GEOLEDGER_SUBJECT_PREFIX reaches the permissions; a running server keeps
+# the one it started with.
+NATS_CREDENTIALS=$STATE_DIR/nats-credentials
+nats_auth_config() {
+  local conf=$DATA_DIR/nats-auth.conf who
+  if [[ ! -s $NATS_CREDENTIALS ]]; then
+    (
+      umask 077
+      for who in COMMAND PROJECTOR ADMIN; do
+        printf 'GEOLEDGER_NATS_%s_PASSWORD=%s\n' "$who" "$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+      done >"$NATS_CREDENTIALS"
+    )
+  fi
+  (
+    umask 077
+    set -a
+    # shellcheck source=/dev/null
+    . "$NATS_CREDENTIALS"
+    "$SCRIPTS_DIR/nats-auth.sh" "$STACK_STREAM" "$STACK_SUBJECT_PREFIX" \
+      "${GEOLEDGER_CONSUMER:-points-projector}" >"$conf"
+  ) || die "writing $conf failed"
+  printf '%s\n' "$conf"
+}
+
+# The NATS user and password a service connects as, as env assignments; none when this state
+# has no credentials (a stack started over a server without authorization, as the load-test
+# smoke run is).
+nats_user_env() {
+  local user var
+  [[ -s $NATS_CREDENTIALS ]] || return 0
+  case $1 in
+    command-api) user=command-api var=GEOLEDGER_NATS_COMMAND_PASSWORD ;;
+    projector) user=projector var=GEOLEDGER_NATS_PROJECTOR_PASSWORD ;;
+    *) return 0 ;;
+  esac
+  printf '%s\n' "GEOLEDGER_NATS_USER=$user" \
+    "GEOLEDGER_NATS_PASSWORD=$(sed -n "s/^$var=//p" -- "$NATS_CREDENTIALS")"
+}
+
+# The one-shot step before the services start, as in Compose and Helm: the migrations, run as
+# the tables' owner, which create the group roles geoledger_projector and geoledger_reader;
+# then the services' login roles, members of those. The cluster trusts loopback connections,
+# so the login roles have no password here (Compose and Helm give them one).
+migrate_and_grant() {
+  local bin=$STACK_BIN_DIR/projector log=$LOG_DIR/migrate.log
+  [[ -x $bin ]] || die "$bin is missing; run: cargo build --release --workspace"
+  printf '\n=== %s migrate\n' "$(date -u +%FT%TZ)" >>"$log"
+  GEOLEDGER_DATABASE_URL="$STACK_DATABASE_URL" GEOLEDGER_LOG_FORMAT=text RUST_LOG=warn \
+    "$bin" migrate >>"$log" 2>&1 || die_with_log "migrations failed" "$log"
+  pg_psql "$STACK_PG_PORT" -v ON_ERROR_STOP=1 <<SQL
+DO \$\$
+BEGIN
+  CREATE ROLE $STACK_PROJECTOR_LOGIN LOGIN IN ROLE geoledger_projector;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END \$\$;
+DO \$\$
+BEGIN
+  CREATE ROLE $STACK_QUERY_LOGIN LOGIN IN ROLE geoledger_reader;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END \$\$;
+SQL
+}
+
+# The database URL each service connects with: its own login role's. command-api has none.
+database_url_of() {
+  case $1 in
+    projector) printf '%s' "$STACK_PROJECTOR_DATABASE_URL" ;;
+    query-api) printf '%s' "$STACK_QUERY_DATABASE_URL" ;;
+    *) printf '' ;;
+  esac
 }
 
 start_app() {
@@ -60,20 +137,23 @@ start_app() {
   fi
   require_free_port "$name" "$port"
   say "$name: starting on 127.0.0.1:$port"
-  spawn "$name" "$log" env \
+  local nats_user=()
+  mapfile -t nats_user < <(nats_user_env "$2")
+  spawn "$name" "$log" env "${nats_user[@]}" \
     GEOLEDGER_LISTEN="127.0.0.1:$port" \
     GEOLEDGER_LOG_FORMAT="${GEOLEDGER_LOG_FORMAT:-text}" \
     RUST_LOG="${RUST_LOG:-info}" \
     GEOLEDGER_NATS_URL="$STACK_NATS_URL" \
     GEOLEDGER_STREAM="$STACK_STREAM" \
     GEOLEDGER_SUBJECT_PREFIX="$STACK_SUBJECT_PREFIX" \
-    GEOLEDGER_DATABASE_URL="$STACK_DATABASE_URL" \
+    GEOLEDGER_DATABASE_URL="$(database_url_of "$2")" \
     "$bin"
   wait_healthy "$name" "http://127.0.0.1:$port/status" "$log" 60 "$(<"$(pid_file "$name")")"
 }
 
 start_apps() {
   local name bin port
+  migrate_and_grant
   while IFS=: read -r name bin port; do
     start_app "$name" "$bin" "$port"
   done < <(app_instances)

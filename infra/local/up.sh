@@ -70,7 +70,9 @@ geoledger is up:
   query-api       $(urls "${STACK_QUERY_PORTS[@]:0:STACK_QUERY_INSTANCES}")
   projector       $projector_status
   NATS            $STACK_NATS_URL   monitoring http://127.0.0.1:$STACK_NATS_MONITOR_PORT/jsz?streams=true
-  PostgreSQL      $STACK_DATABASE_URL
+                  users command-api, projector, admin; passwords in .local/nats-credentials
+  PostgreSQL      $STACK_DATABASE_URL (owner; the services log in as
+                  $STACK_PROJECTOR_LOGIN and $STACK_QUERY_LOGIN)
   logs            .local/log/       stop with: make down
 
 \$ curl -s '$api/points?limit=5'

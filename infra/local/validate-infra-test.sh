@@ -87,7 +87,7 @@ expect_caught "a service mounts an undeclared volume" "undefined volume pgdta" c
   "$infra/compose/compose.yaml" "pgdata:/var/lib/postgresql/data" "pgdta:/var/lib/postgresql/data"
 infra=$(fresh_copy compose-schema)
 expect_caught "a service has a key the specification lacks" "'replicas' was unexpected" compose-schema "$infra/compose/compose.yaml" -- \
-  "$infra/compose/compose.yaml" "    image: postgis/postgis:15-3.3" $'    image: postgis/postgis:15-3.3\n    replicas: 2'
+  "$infra/compose/compose.yaml" "    image: nats:2.14.6-alpine" $'    image: nats:2.14.6-alpine\n    replicas: 2'
 infra=$(fresh_copy compose-duplicate)
 expect_caught "a service sets its image twice" "duplication of key \"image\"" yaml "$infra/compose/compose.yaml" -- \
   "$infra/compose/compose.yaml" "    image: nats:2.14.6-alpine" $'    image: nats:2.14.6-alpine\n    image: nats:latest'

@@ -138,12 +138,27 @@ check_deployed_haproxy() {
     haproxy_check_with "$dir/haproxy.cfg" "${vars[@]}"
 }
 
+# Compose's NATS authorization is made by nats-auth.sh, which the local stack and the tests
+# run: the committed copy must be what the script prints now, and nats-server must accept it.
+check_nats_auth() {
+  local conf=$1 fresh=$WORK/nats-auth.conf
+  {
+    sed -n '1,/^authorization/{/^authorization/!p}' -- "$conf"
+    GEOLEDGER_NATS_PASSWORDS_FROM_ENV=1 "$SCRIPTS_DIR/nats-auth.sh" GEOLEDGER_POINTS geoledger.points
+  } >"$fresh"
+  run_check "$conf is what nats-auth.sh prints" diff -u -- "$conf" "$fresh"
+  run_check "nats-server -t on $conf" env GEOLEDGER_NATS_COMMAND_PASSWORD=a \
+    GEOLEDGER_NATS_PROJECTOR_PASSWORD=b GEOLEDGER_NATS_ADMIN_PASSWORD=c \
+    "$NATS_SERVER_BIN" -t -c "$conf"
+}
+
 check_all() {
   local chart=infra/helm/geoledger compose_file=infra/compose/compose.yaml
   local env_file=infra/compose/example.env values status=0
   check_haproxy infra/haproxy/haproxy.cfg || status=1
   check_compose_config "$compose_file" "$env_file" || status=1
   check_compose_schema "$compose_file" || status=1
+  check_nats_auth infra/compose/nats-auth.conf || status=1
   check_yaml "$compose_file" "$chart/Chart.yaml" "$chart/values.yaml" "$chart"/ci/*.yaml \
     infra/helm/prerequisites/*.yaml || status=1
   check_chart_lint "$chart" || status=1

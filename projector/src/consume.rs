@@ -49,6 +49,8 @@ pub struct Progress {
 pub(crate) struct Worker {
     pub(crate) client: async_nats::Client,
     pub(crate) pool: PgPool,
+    /// The tables' owner, when migrations need another role than `pool`'s.
+    pub(crate) owner: Option<PgPool>,
     pub(crate) spec: StreamSpec,
     pub(crate) consumer: String,
     pub(crate) batch_size: usize,
@@ -125,7 +127,7 @@ impl Worker {
     async fn bind(&self, js: &jetstream::Context) -> anyhow::Result<PullConsumer> {
         use anyhow::Context as _;
 
-        crate::migrate(&self.pool).await?;
+        crate::migrate_if_pending(&self.pool, self.owner.as_ref()).await?;
         let checkpoint = apply::read_checkpoint(&self.pool)
             .await
             .context("reading the checkpoint")?;

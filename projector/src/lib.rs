@@ -32,7 +32,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
 
-use geoledger_common::config::{DatabaseConfig, NatsConfig};
+use geoledger_common::config::{DatabaseConfig, NatsConfig, SecretUrl};
 use geoledger_common::telemetry::LogFormat;
 
 pub use crate::apply::{CHECKPOINT_CHANNEL, PROJECTION, read_checkpoint};
@@ -59,6 +59,13 @@ pub struct Config {
     /// Where the read model lives.
     #[command(flatten)]
     pub database: DatabaseConfig,
+    /// PostgreSQL connection URL of the role that owns the read model's tables, for what
+    /// needs DDL: migrations, `rebuild` and `replay`. Unset, `--database-url` does all of it,
+    /// which then needs the owner's role. Set, the running projector connects with
+    /// `--database-url` (a member of `geoledger_projector` is enough) and uses this one only
+    /// when a migration is pending; the commands use this one throughout.
+    #[arg(long, env = "GEOLEDGER_MIGRATE_DATABASE_URL")]
+    pub migrate_database_url: Option<SecretUrl>,
     /// Address to serve `/status` and `/metrics` on.
     #[arg(long, env = "GEOLEDGER_LISTEN", default_value = "127.0.0.1:8070")]
     pub listen: SocketAddr,
@@ -121,6 +128,7 @@ impl Config {
             command: None,
             nats,
             database,
+            migrate_database_url: None,
             listen,
             healthcheck: false,
             log_format: LogFormat::Text,
@@ -132,15 +140,23 @@ impl Config {
 
 /// Connects lazily, so the projector starts (and reports 503) while PostgreSQL is down.
 fn pool(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
-    let options = config
-        .url
-        .expose()
-        .parse()
-        .context("parsing the database URL")?;
+    pool_at(&config.url, config.max_connections)
+}
+
+fn pool_at(url: &SecretUrl, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options = url.expose().parse().context("parsing the database URL")?;
     Ok(PgPoolOptions::new()
-        .max_connections(config.max_connections)
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(3))
         .connect_lazy_with(options))
+}
+
+/// The pool of the tables' owner, for the commands: `--migrate-database-url` when given.
+fn owner_pool(config: &Config) -> anyhow::Result<PgPool> {
+    match &config.migrate_database_url {
+        Some(url) => pool_at(url, config.database.max_connections),
+        None => pool(&config.database),
+    }
 }
 
 /// Applies the migrations in `migrations/`, which are compiled into the binary.
@@ -156,19 +172,77 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether every migration compiled into the binary is applied, asked through `pool`, which
+/// needs no more than SELECT on `_sqlx_migrations`; false when that table is missing.
+async fn fully_migrated(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let applied: Vec<i64> =
+        match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+        {
+            Ok(applied) => applied,
+            // 42P01 undefined_table: a database no migration has touched yet.
+            Err(error)
+                if error
+                    .as_database_error()
+                    .and_then(sqlx::error::DatabaseError::code)
+                    .is_some_and(|code| code == "42P01") =>
+            {
+                return Ok(false);
+            }
+            Err(error) => return Err(error),
+        };
+    Ok(sqlx::migrate!("../migrations")
+        .iter()
+        .all(|migration| applied.contains(&migration.version)))
+}
+
+/// Applies the pending migrations through `owner` (or `pool` when there is no separate
+/// owner), after checking through `pool` that any are pending: the running projector's own
+/// role may read `_sqlx_migrations` but not create or alter anything.
+///
+/// # Errors
+/// When the database is unreachable, or a migration is pending and the role that would apply
+/// it may not.
+pub(crate) async fn migrate_if_pending(
+    pool: &PgPool,
+    owner: Option<&PgPool>,
+) -> anyhow::Result<()> {
+    if fully_migrated(pool)
+        .await
+        .context("reading which migrations are applied")?
+    {
+        return Ok(());
+    }
+    migrate(owner.unwrap_or(pool)).await.context(
+        "a migration is pending and needs the tables' owner: run `projector migrate` with \
+         the owner's URL, or give the projector --migrate-database-url",
+    )
+}
+
 /// The `migrate` command.
 ///
 /// # Errors
 /// As [`migrate`].
 pub async fn migrate_only(config: &Config) -> anyhow::Result<()> {
-    migrate(&pool(&config.database)?).await
+    migrate(&owner_pool(config)?).await
+}
+
+/// A NATS connection for the commands, with the configured credentials.
+async fn nats_client(config: &Config) -> anyhow::Result<async_nats::Client> {
+    config
+        .nats
+        .connect_options()
+        .await
+        .context("preparing the NATS credentials")?
+        .name("geoledger-projector-command")
+        .connect(config.nats.url.as_str())
+        .await
+        .with_context(|| format!("connecting to NATS at {}", config.nats.url))
 }
 
 async fn jetstream(config: &Config) -> anyhow::Result<jetstream::Context> {
-    let client = async_nats::connect(config.nats.url.as_str())
-        .await
-        .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
-    Ok(jetstream::new(client))
+    Ok(jetstream::new(nats_client(config).await?))
 }
 
 /// A stop flag that turns true when `stop` resolves.
@@ -188,7 +262,7 @@ fn stop_flag(
 /// # Errors
 /// When NATS or PostgreSQL is unreachable, or the stream does not exist.
 pub async fn status(config: &Config) -> anyhow::Result<StatusReport> {
-    let pool = pool(&config.database)?;
+    let pool = owner_pool(config)?;
     let js = jetstream(config).await?;
     inspect::status(&pool, &js, &config.nats.stream_spec()).await
 }
@@ -205,7 +279,7 @@ pub async fn rebuild(
     args: &RebuildArgs,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RebuildReport> {
-    let pool = pool(&config.database)?;
+    let pool = owner_pool(config)?;
     migrate(&pool).await?;
     let js = jetstream(config).await?;
     let stop = stop_flag(stop);
@@ -222,7 +296,7 @@ pub async fn replay(
     args: &ReplayArgs,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<ReplayReport> {
-    let pool = pool(&config.database)?;
+    let pool = owner_pool(config)?;
     migrate(&pool).await?;
     let js = jetstream(config).await?;
     let conn = pool.acquire().await?.detach();
@@ -231,10 +305,8 @@ pub async fn replay(
 }
 
 async fn dead_letter_handle(config: &Config) -> anyhow::Result<dead_letter::DeadLetters> {
-    let client = async_nats::connect(config.nats.url.as_str())
-        .await
-        .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
-    let letters = dead_letter::DeadLetters::new(jetstream::new(client), config.nats.stream_spec());
+    let letters =
+        dead_letter::DeadLetters::new(jetstream(config).await?, config.nats.stream_spec());
     letters.ensure().await?;
     Ok(letters)
 }
@@ -258,7 +330,7 @@ pub async fn redrive(
     point: uuid::Uuid,
     skip_undecodable: bool,
 ) -> anyhow::Result<u64> {
-    let pool = pool(&config.database)?;
+    let pool = owner_pool(config)?;
     dead_letter_handle(config)
         .await?
         .redrive(&pool, point, skip_undecodable)
@@ -270,6 +342,8 @@ pub struct App {
     listener: TcpListener,
     config: Config,
     pool: PgPool,
+    /// The tables' owner, when it is another role than `pool`'s: for pending migrations.
+    owner: Option<PgPool>,
     progress: Arc<Progress>,
 }
 
@@ -277,6 +351,13 @@ impl App {
     /// Binds the status port and prepares the pool; connecting happens in `run_until`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = pool(&config.database)?;
+        // One connection is enough for migrating; the pool is lazy, so one never needed is
+        // never opened.
+        let owner = config
+            .migrate_database_url
+            .as_ref()
+            .map(|url| pool_at(url, 1))
+            .transpose()?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -284,6 +365,7 @@ impl App {
             listener,
             config,
             pool,
+            owner,
             progress: Arc::new(Progress::default()),
         })
     }
@@ -314,7 +396,12 @@ impl App {
             let _ = stop_tx.send(true);
         });
 
-        let client = async_nats::ConnectOptions::new()
+        let client = self
+            .config
+            .nats
+            .connect_options()
+            .await
+            .context("preparing the NATS credentials")?
             .name("geoledger-projector")
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))
@@ -352,6 +439,7 @@ impl App {
         let worker = consume::Worker {
             client,
             pool: self.pool,
+            owner: self.owner,
             spec: self.config.nats.stream_spec(),
             consumer: self.config.consumer,
             batch_size: self.config.batch_size,

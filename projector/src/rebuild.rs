@@ -11,8 +11,9 @@
 //!
 //! 1. lock the live checkpoint row and read it (C);
 //! 2. bring the shadow up to C at least (it usually is already), in committed batches;
-//! 3. take the live tables' exclusive locks, drop them and rename the shadow tables and their
-//!    indexes to the live names;
+//! 3. take the live tables' exclusive locks, grant on each shadow table what its live table
+//!    grants (the services' roles would be locked out otherwise), drop the live tables and
+//!    rename the shadow tables and their indexes to the live names;
 //! 4. set the live checkpoint to the shadow's, which is C or later, and commit.
 //!
 //! Every event the live projector applied is in the shadow by then, and the live projector's
@@ -332,6 +333,9 @@ async fn swap(
         .bind(shadow_table)
         .fetch_all(&mut *live)
         .await?;
+        copy_grants(&mut live, live_table, shadow_table)
+            .await
+            .with_context(|| format!("granting on {shadow_table} what {live_table} grants"))?;
         sqlx::query(&format!("DROP TABLE {live_table}"))
             .execute(&mut *live)
             .await?;
@@ -365,6 +369,33 @@ fn is_lock_timeout(error: &sqlx::Error) -> bool {
         .as_database_error()
         .and_then(sqlx::error::DatabaseError::code)
         .is_some_and(|code| code == "55P03")
+}
+
+/// Grants on `to` every privilege `from` grants to roles other than its owner. A new table
+/// carries no grants of its own (the migrations set no default privileges), so without this
+/// the services' roles (`geoledger_reader`, `geoledger_projector`) would meet "permission
+/// denied" on the tables swapped in. Copied at the swap rather than when the shadow is made,
+/// so a grant given while a rebuild ran, or a shadow made before grants existed, is carried
+/// over too.
+async fn copy_grants(conn: &mut PgConnection, from: &str, to: &str) -> Result<(), sqlx::Error> {
+    let grants: Vec<String> = sqlx::query_scalar(
+        "SELECT format('GRANT %s ON %I TO %s%s', a.privilege_type, $2::text,
+                       CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END,
+                       CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+         FROM pg_class c
+         CROSS JOIN LATERAL aclexplode(c.relacl) a
+         LEFT JOIN pg_roles r ON r.oid = a.grantee
+         WHERE c.oid = to_regclass($1) AND a.grantee <> c.relowner
+         ORDER BY 1",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *conn)
+    .await?;
+    for grant in grants {
+        sqlx::query(&grant).execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// A table's columns with their types, in order: what a swap must keep the same.

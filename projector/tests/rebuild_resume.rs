@@ -156,6 +156,7 @@ async fn a_rebuild_killed_half_way_resumes_from_its_checkpoint_and_ends_identica
         subject_prefix: format!("t{tag}.points"),
         duplicate_window_secs: 120,
         stream_replicas: 1,
+        auth: geoledger_common::config::NatsAuth::default(),
     };
     let client = async_nats::connect(&nats.url).await.expect("NATS");
     let js = async_nats::jetstream::new(client);

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use geoledger_common::config::{DatabaseConfig, NatsConfig};
+use geoledger_common::config::{DatabaseConfig, NatsAuth, NatsConfig};
 use geoledger_common::stream::StreamSpec;
 
 /// How long a test waits for the projection to catch up before failing.
@@ -79,6 +79,20 @@ pub(crate) struct Options {
     pub(crate) nats_url: Option<String>,
     /// Duplicate window of the test's stream, in seconds.
     pub(crate) duplicate_window_secs: Option<u64>,
+    /// The tag naming the test's stream (`T_<tag>`) and subjects (`t<tag>.points`), when the
+    /// test must know them before the services start.
+    pub(crate) tag: Option<String>,
+    /// NATS users the services connect as, for a server with authorization.
+    pub(crate) nats_users: Option<NatsUsers>,
+}
+
+/// Who connects to a NATS server with authorization or TLS: each service as its own user,
+/// the test itself as admin.
+#[derive(Clone)]
+pub(crate) struct NatsUsers {
+    pub(crate) command: NatsAuth,
+    pub(crate) projector: NatsAuth,
+    pub(crate) admin: NatsAuth,
 }
 
 pub(crate) struct TestApp {
@@ -103,7 +117,9 @@ pub(crate) async fn spawn_app_with(options: Options) -> TestApp {
         .await
         .expect("migrations apply to a fresh database");
 
-    let tag = Uuid::now_v7().simple().to_string();
+    let tag = options
+        .tag
+        .unwrap_or_else(|| Uuid::now_v7().simple().to_string());
     let nats = NatsConfig {
         url: options
             .nats_url
@@ -112,19 +128,47 @@ pub(crate) async fn spawn_app_with(options: Options) -> TestApp {
         subject_prefix: format!("t{tag}.points"),
         duplicate_window_secs: options.duplicate_window_secs.unwrap_or(120),
         stream_replicas: 1,
+        auth: NatsAuth::default(),
     };
-    let database = DatabaseConfig {
-        url: database_url.parse().expect("infallible"),
-        max_connections: 5,
+    ensure_login_roles(&pool).await;
+
+    // The services connect as their own restricted roles, as deployed; the test keeps the
+    // owner's pool for arranging and inspecting.
+    let (command_nats, projector_nats) = match &options.nats_users {
+        Some(users) => (
+            NatsConfig {
+                auth: users.command.clone(),
+                ..nats.clone()
+            },
+            NatsConfig {
+                auth: users.projector.clone(),
+                ..nats.clone()
+            },
+        ),
+        None => (nats.clone(), nats.clone()),
     };
+    let command = start_command_api(&command_nats).await;
+    let projector = start_projector(
+        &projector_nats,
+        &as_login(&database_url, PROJECTOR_LOGIN, 5),
+    )
+    .await;
+    let query = start_query_api(&as_login(&database_url, READER_LOGIN, 5)).await;
 
-    let command = start_command_api(&nats).await;
-    let projector = start_projector(&nats, &database).await;
-    let query = start_query_api(&database).await;
-
-    let client = async_nats::ConnectOptions::new()
+    let test_nats = NatsConfig {
+        auth: options
+            .nats_users
+            .as_ref()
+            .map(|users| users.admin.clone())
+            .unwrap_or_default(),
+        ..nats.clone()
+    };
+    let client = test_nats
+        .connect_options()
+        .await
+        .expect("the test's NATS options")
         .retry_on_initial_connect()
-        .connect(nats.url.as_str())
+        .connect(test_nats.url.as_str())
         .await
         .expect("the test connects to NATS");
     let js = async_nats::jetstream::new(client);
@@ -151,7 +195,7 @@ fn init_logs() {
     crate::capture::install();
 }
 
-fn loopback() -> SocketAddr {
+pub(crate) fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().expect("a literal socket address")
 }
 
@@ -167,13 +211,18 @@ pub(crate) async fn start_command_api(nats: &NatsConfig) -> Running {
 }
 
 pub(crate) async fn start_projector(nats: &NatsConfig, database: &DatabaseConfig) -> Running {
-    let app = projector::App::build(projector::Config::new(
+    start_projector_with(projector::Config::new(
         nats.clone(),
         database.clone(),
         loopback(),
     ))
     .await
-    .expect("projector builds");
+}
+
+pub(crate) async fn start_projector_with(config: projector::Config) -> Running {
+    let app = projector::App::build(config)
+        .await
+        .expect("projector builds");
     Running::spawn(app.local_addr(), |stop| {
         app.run_until(async {
             let _ = stop.await;
@@ -195,8 +244,45 @@ pub(crate) async fn start_query_api(database: &DatabaseConfig) -> Running {
     })
 }
 
+/// The login role query-api connects as in the tests: a member of `geoledger_reader`.
+pub(crate) const READER_LOGIN: &str = "geoledger_query_login";
+/// The login role the running projector connects as in the tests: a member of
+/// `geoledger_projector`.
+pub(crate) const PROJECTOR_LOGIN: &str = "geoledger_projector_login";
+
+/// Creates the tests' login roles, members of the group roles the migrations made, unless
+/// they exist. Roles are shared by every test database of the cluster and many tests start
+/// at once, so a concurrent creator's win is expected and ignored. The test cluster trusts
+/// loopback connections, so the roles need no password.
+async fn ensure_login_roles(pool: &PgPool) {
+    for (login, group) in [
+        (READER_LOGIN, "geoledger_reader"),
+        (PROJECTOR_LOGIN, "geoledger_projector"),
+    ] {
+        sqlx::query(&format!(
+            "DO $$ BEGIN CREATE ROLE {login} LOGIN IN ROLE {group};
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+        ))
+        .execute(pool)
+        .await
+        .expect("the test cluster's superuser creates roles");
+    }
+}
+
+/// `url` with its user replaced by `login`, as a service's database configuration.
+pub(crate) fn as_login(url: &str, login: &str, max_connections: u32) -> DatabaseConfig {
+    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+    let host = rest.split_once('@').map_or(rest, |(_user, host)| host);
+    DatabaseConfig {
+        url: format!("{scheme}://{login}@{host}")
+            .parse()
+            .expect("any text is a URL to keep"),
+        max_connections,
+    }
+}
+
 /// A new database, named after a fresh UUID, on the test cluster.
-async fn fresh_database() -> (String, PgPool) {
+pub(crate) async fn fresh_database() -> (String, PgPool) {
     let admin_url = env("GEOLEDGER_TEST_DATABASE_URL");
     let admin = PgPoolOptions::new()
         .max_connections(1)
@@ -239,7 +325,8 @@ pub(crate) struct PointDto {
 }
 
 impl TestApp {
-    /// The test's database, for starting more services against it.
+    /// The test's database as the tables' owner, for the commands that need DDL (rebuild,
+    /// replay) and for arranging what a test needs.
     pub(crate) fn database_config(&self, max_connections: u32) -> DatabaseConfig {
         DatabaseConfig {
             url: self
@@ -248,6 +335,16 @@ impl TestApp {
                 .expect("any text is a URL to keep"),
             max_connections,
         }
+    }
+
+    /// The test's database as query-api's role sees it.
+    pub(crate) fn reader_config(&self, max_connections: u32) -> DatabaseConfig {
+        as_login(&self.database_url, READER_LOGIN, max_connections)
+    }
+
+    /// The test's database as the running projector's role sees it.
+    pub(crate) fn projector_config(&self, max_connections: u32) -> DatabaseConfig {
+        as_login(&self.database_url, PROJECTOR_LOGIN, max_connections)
     }
 
     pub(crate) fn spec(&self) -> StreamSpec {
@@ -354,6 +451,8 @@ pub(crate) fn free_port() -> u16 {
 pub(crate) struct OwnNats {
     pub(crate) port: u16,
     store: tempfile::TempDir,
+    /// A configuration file (`-c`), and then the server logs to `nats.log` in the store.
+    config: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -362,10 +461,119 @@ impl OwnNats {
         let mut nats = Self {
             port: free_port(),
             store: tempfile::tempdir().expect("a temporary directory"),
+            config: None,
             child: None,
         };
         nats.resume().await;
         nats
+    }
+
+    /// A server with the local stack's authorization for the stream `T_<tag>` and subjects
+    /// `t<tag>.points` (infra/local/nats-auth.sh, fresh passwords), and the users to connect
+    /// as.
+    pub(crate) async fn start_with_auth(tag: &str) -> (Self, NatsUsers) {
+        let store = tempfile::tempdir().expect("a temporary directory");
+        let [command, projector, admin] =
+            ["command", "projector", "admin"].map(|_| Uuid::new_v4().simple().to_string());
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/local/nats-auth.sh");
+        let output = std::process::Command::new("bash")
+            .arg(&script)
+            .args([format!("T_{tag}"), format!("t{tag}.points")])
+            .env("GEOLEDGER_NATS_COMMAND_PASSWORD", &command)
+            .env("GEOLEDGER_NATS_PROJECTOR_PASSWORD", &projector)
+            .env("GEOLEDGER_NATS_ADMIN_PASSWORD", &admin)
+            .output()
+            .expect("nats-auth.sh runs");
+        assert!(
+            output.status.success(),
+            "nats-auth.sh: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let config = store.path().join("auth.conf");
+        std::fs::write(&config, &output.stdout).expect("the configuration is written");
+        let mut nats = Self {
+            port: free_port(),
+            store,
+            config: Some(config),
+            child: None,
+        };
+        nats.resume().await;
+        let user = |name: &str, password: String| NatsAuth {
+            user: Some(name.to_owned()),
+            password: Some(password.parse().expect("infallible")),
+            ..NatsAuth::default()
+        };
+        let users = NatsUsers {
+            command: user("command-api", command),
+            projector: user("projector", projector),
+            admin: user("admin", admin),
+        };
+        (nats, users)
+    }
+
+    /// A server that speaks only TLS and requires a client certificate, with a certificate
+    /// authority, server and client certificates made by `openssl` for the test; every user
+    /// is given the CA and the client certificate.
+    pub(crate) async fn start_with_tls() -> (Self, NatsUsers) {
+        let store = tempfile::tempdir().expect("a temporary directory");
+        let dir = store.path();
+        let made = std::process::Command::new("bash")
+            .current_dir(dir)
+            .args(["-euc", MAKE_TEST_CERTIFICATES])
+            .output()
+            .expect("bash runs");
+        assert!(
+            made.status.success(),
+            "openssl made no certificates: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let config = dir.join("tls.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n",
+                dir.join("server.pem").display(),
+                dir.join("server.key").display(),
+                dir.join("ca.pem").display(),
+            ),
+        )
+        .expect("the configuration is written");
+        let tls = NatsAuth {
+            tls_ca_file: Some(dir.join("ca.pem")),
+            tls_cert_file: Some(dir.join("client.pem")),
+            tls_key_file: Some(dir.join("client.key")),
+            tls_required: true,
+            ..NatsAuth::default()
+        };
+        let mut nats = Self {
+            port: free_port(),
+            store,
+            config: Some(config),
+            child: None,
+        };
+        nats.resume().await;
+        let users = NatsUsers {
+            command: tls.clone(),
+            projector: tls.clone(),
+            admin: tls,
+        };
+        (nats, users)
+    }
+
+    /// Where the test's certificate files are (`ca.pem`, `client.pem`, `client.key`).
+    pub(crate) fn dir(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// The server's log; kept only for a server started with a configuration.
+    pub(crate) fn log(&self) -> String {
+        let log = std::fs::read_to_string(self.store.path().join("nats.log"))
+            .expect("a server started with a configuration logs to nats.log");
+        assert!(
+            log.contains("Server is ready"),
+            "not the server's log:\n{log}"
+        );
+        log
     }
 
     pub(crate) fn url(&self) -> String {
@@ -384,6 +592,14 @@ impl OwnNats {
                 "-sd",
             ])
             .arg(self.store.path())
+            .args(self.config.iter().flat_map(|config| {
+                [
+                    "-c".into(),
+                    config.as_os_str().to_owned(),
+                    "-l".into(),
+                    self.store.path().join("nats.log").into_os_string(),
+                ]
+            }))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -403,6 +619,19 @@ impl OwnNats {
         }
     }
 }
+
+/// A throwaway certificate authority, a server certificate for 127.0.0.1 and a client
+/// certificate, each valid for a day.
+const MAKE_TEST_CERTIFICATES: &str = r"
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1 2>/dev/null; }
+key ca.key; key server.key; key client.key
+openssl req -x509 -new -key ca.key -out ca.pem -days 1 -subj /CN=geoledger-test-ca
+openssl req -new -key server.key -out server.csr -subj /CN=127.0.0.1
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1   -out server.pem -extfile <(printf 'subjectAltName=IP:127.0.0.1
+extendedKeyUsage=serverAuth')
+openssl req -new -key client.key -out client.csr -subj /CN=geoledger-test-client
+openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1   -out client.pem -extfile <(printf 'extendedKeyUsage=clientAuth')
+";
 
 async fn wait_for_port(port: u16) {
     let start = Instant::now();

@@ -795,7 +795,7 @@ async fn owslib_lists_the_collection_and_pages_through_a_box_to_its_end() {
 async fn gis_clients_page_through_haproxy_with_links_that_stay_behind_it() {
     let app = spawn_app().await;
     let second_command = start_command_api(&app.nats).await;
-    let second_query = start_query_api(&app.database_config(2)).await;
+    let second_query = start_query_api(&app.reader_config(2)).await;
     let haproxy = OwnHaproxy::start(
         [app.command.addr, second_command.addr],
         [app.query.addr, second_query.addr],

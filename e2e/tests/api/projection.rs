@@ -144,8 +144,7 @@ async fn a_restarted_projector_picks_up_exactly_where_it_stopped() {
             .unwrap()
             .sequence;
     }
-    let database = app.database_config(2);
-    app.projector = start_projector(&app.nats, &database).await;
+    app.projector = start_projector(&app.nats, &app.projector_config(2)).await;
     app.wait_projected(last).await;
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM points")
         .fetch_one(&app.pool)
@@ -248,8 +247,7 @@ async fn each_committed_checkpoint_is_announced_to_listeners() {
 #[tokio::test]
 async fn a_second_projector_stands_by_and_takes_over_without_losing_events() {
     let mut app = spawn_app().await;
-    let database = app.database_config(2);
-    let mut standby = start_projector(&app.nats, &database).await;
+    let mut standby = start_projector(&app.nats, &app.projector_config(2)).await;
     let places = sample_places();
     let mut last = 0;
     for place in &places[..100] {

@@ -29,8 +29,7 @@ async fn a_read_with_the_token_waits_for_a_paused_projector_and_then_sees_the_wr
         .send();
     let resume = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let database = app.database_config(2);
-        start_projector(&app.nats, &database).await
+        start_projector(&app.nats, &app.projector_config(2)).await
     };
     let start = Instant::now();
     let (read, projector) = tokio::join!(read, resume);

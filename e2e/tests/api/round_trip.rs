@@ -11,8 +11,7 @@ use crate::helpers::{
 async fn paris_written_through_haproxy_reads_back_bit_for_bit() {
     let app = spawn_app().await;
     let second_command = start_command_api(&app.nats).await;
-    let database = app.database_config(2);
-    let second_query = start_query_api(&database).await;
+    let second_query = start_query_api(&app.reader_config(2)).await;
     let haproxy = OwnHaproxy::start(
         [app.command.addr, second_command.addr],
         [app.query.addr, second_query.addr],

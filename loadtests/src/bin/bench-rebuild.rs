@@ -87,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         subject_prefix: format!("bench{tag}.points"),
         duplicate_window_secs: 120,
         stream_replicas: 1,
+        auth: geoledger_common::config::NatsAuth::default(),
     };
     let published = Instant::now();
     let last = publish(&nats, &places, args.events).await?;

@@ -59,7 +59,9 @@ spec:
             - name: GEOLEDGER_LISTEN
               value: "0.0.0.0:{{ .port }}"
             {{- if .database }}
-            {{- include "geoledger.databaseUrlEnv" $root | nindent 12 }}
+            {{- include "geoledger.databaseUrlEnv" (list $root "query") | nindent 12 }}
+            {{- else }}
+            {{- include "geoledger.natsAuthEnv" (list $root "commandApi") | nindent 12 }}
             {{- end }}
           {{- include "geoledger.probes" $root | nindent 10 }}
           {{- include "geoledger.lifecycle" $root | nindent 10 }}

@@ -41,13 +41,37 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- printf "%s-%s-pods.%s.svc.%s" (include "geoledger.fullname" $root) (index . 1) $root.Release.Namespace $root.Values.clusterDomain -}}
 {{- end -}}
 
-{{/* The database URL from its Secret, as an env entry. */}}
+{{/*
+The database URL of one role from its Secret, as an env entry; call with (list $ "owner"),
+(list $ "projector") or (list $ "query"). Only the migration Job connects as the owner.
+*/}}
 {{- define "geoledger.databaseUrlEnv" -}}
+{{- $root := index . 0 -}}
+{{- $secret := dict "owner" $root.Values.database.existingSecret "projector" $root.Values.database.projectorSecret "query" $root.Values.database.querySecret -}}
 - name: GEOLEDGER_DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.database.existingSecret }}
-      key: {{ .Values.database.urlKey }}
+      name: {{ index $secret (index . 1) }}
+      key: {{ $root.Values.database.urlKey }}
+{{- end -}}
+
+{{/*
+The NATS user and password of one service, as env entries, when nats.auth.existingSecret is
+set; call with (list $ "commandApi") or (list $ "projector").
+*/}}
+{{- define "geoledger.natsAuthEnv" -}}
+{{- $root := index . 0 -}}
+{{- $who := index . 1 -}}
+{{- $auth := $root.Values.nats.auth -}}
+{{- if $auth.existingSecret -}}
+- name: GEOLEDGER_NATS_USER
+  value: {{ index $auth (printf "%sUser" $who) | quote }}
+- name: GEOLEDGER_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $auth.existingSecret }}
+      key: {{ index $auth (printf "%sPasswordKey" $who) }}
+{{- end }}
 {{- end -}}
 
 {{/* Pod-level settings shared by every geoledger pod: no API token, non-root, default seccomp. */}}
