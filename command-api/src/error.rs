@@ -21,6 +21,9 @@ pub(crate) enum ApiError {
     /// The body is larger than the configured limit.
     #[error("body too large")]
     PayloadTooLarge,
+    /// The client stopped sending the body part-way.
+    #[error("request body stalled")]
+    BodyTimeout,
     /// The `Idempotency-Key` was used before with a different body.
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,
@@ -72,6 +75,12 @@ impl IntoResponse for ApiError {
                 "Body too large",
             )
             .detail("the request body exceeds the configured limit"),
+            Self::BodyTimeout => Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "The request body stopped arriving",
+            )
+            .detail("the client paused too long while sending the body; send it again"),
             Self::IdempotencyKeyReused => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",
