@@ -50,6 +50,34 @@ app.kubernetes.io/component: {{ index . 1 }}
       key: {{ .Values.database.urlKey }}
 {{- end -}}
 
+{{/* Where command-api finds its credentials: files of the auth Secret, mounted at
+/etc/geoledger/auth, so no secret sits in the environment. */}}
+{{- define "geoledger.authEnv" -}}
+{{- $a := .Values.auth -}}
+{{- with $a.tokensKey }}
+- name: GEOLEDGER_AUTH_TOKENS_FILE
+  value: /etc/geoledger/auth/{{ . }}
+{{- end }}
+{{- with $a.jwtSecretKey }}
+- name: GEOLEDGER_AUTH_JWT_SECRET_FILE
+  value: /etc/geoledger/auth/{{ . }}
+{{- end }}
+{{- with $a.jwtPublicKeyKey }}
+- name: GEOLEDGER_AUTH_JWT_PUBLIC_KEY_FILE
+  value: /etc/geoledger/auth/{{ . }}
+{{- end }}
+{{- with $a.jwtAudience }}
+- name: GEOLEDGER_AUTH_JWT_AUDIENCE
+  value: {{ . | quote }}
+{{- end }}
+{{- with $a.jwtIssuer }}
+- name: GEOLEDGER_AUTH_JWT_ISSUER
+  value: {{ . | quote }}
+{{- end }}
+- name: GEOLEDGER_AUTH_WRITE_SCOPE
+  value: {{ $a.writeScope | quote }}
+{{- end -}}
+
 {{/* Pod-level settings shared by every geoledger pod: no API token, non-root, default seccomp. */}}
 {{- define "geoledger.podSecurity" -}}
 automountServiceAccountToken: false
