@@ -557,12 +557,28 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
 
 /// Middleware for `axum::middleware::from_fn_with_state`: lets a request through or answers
 /// 401/403 before its body is read, so an unauthenticated client cannot make the service
-/// buffer a body.
+/// buffer a body. `GET`, `HEAD` and `OPTIONS` are reads; anything else is a write.
 pub async fn require(State(auth): State<Authenticator>, request: Request, next: Next) -> Response {
+    let access = Access::of(request.method());
+    guard(&auth, access, request, next).await
+}
+
+/// As [`require`], for a service that only reads: every request is a read, so a method the
+/// service does not serve still gets its 405 rather than a 401.
+pub async fn require_read(
+    State(auth): State<Authenticator>,
+    request: Request,
+    next: Next,
+) -> Response {
+    guard(&auth, Access::Read, request, next).await
+}
+
+async fn guard(auth: &Authenticator, access: Access, request: Request, next: Next) -> Response {
+    // A CORS preflight carries no credentials by design.
     if PUBLIC_PATHS.contains(&request.uri().path()) || request.method() == Method::OPTIONS {
         return next.run(request).await;
     }
-    match auth.check(request.headers(), Access::of(request.method())) {
+    match auth.check(request.headers(), access) {
         Ok(Some(principal)) => {
             tracing::debug!(auth.subject = %principal.0, "authenticated");
             next.run(request).await

@@ -12,7 +12,8 @@ use geoledger_common::auth::{Secret, token_hash};
 
 use crate::capture;
 use crate::helpers::{
-    Accepted, OwnHaproxy, Running, TestApp, spawn_app, start_command_api_with, wait_for_status,
+    Accepted, OwnHaproxy, Running, TestApp, spawn_app, start_command_api_with,
+    start_query_api_with, wait_for_status,
 };
 
 /// The opaque token the tests' command-api accepts; distinctive, so a leak is easy to find.
@@ -278,4 +279,43 @@ async fn haproxy_passes_the_challenge_and_the_token_through() {
         "a read without a token, through HAProxy"
     );
     haproxy.stop().await;
+}
+
+#[tokio::test]
+async fn reads_need_a_token_when_configured_but_health_checks_never_do() {
+    let app = spawn_app().await;
+    let tokens = tempfile::tempdir().expect("a temporary directory");
+    let path = tokens.path().join("tokens.sha256");
+    std::fs::write(&path, token_hash(TOKEN)).expect("the tokens file is written");
+    let mut config = query_api::Config::for_tests(&app.database_url, loopback());
+    config.auth.auth_tokens_file = Some(path.clone());
+    config.auth.auth_reads = true;
+    let query = start_query_api_with(config).await;
+    let mut config = command_api::Config::new(app.nats.clone(), loopback());
+    config.auth.auth_tokens_file = Some(path);
+    config.auth.auth_reads = true;
+    let command = start_command_api_with(config).await;
+    for service in [&query, &command] {
+        wait_for_status(&app.http, &service.url("/status")).await;
+    }
+
+    let points = app.http.get(query.url("/points")).send().await.unwrap();
+    assert_refused(points, 401, "a list without a token").await;
+    let history = app
+        .http
+        .get(command.url(&format!("/points/{}/history", uuid::Uuid::now_v7())))
+        .send()
+        .await
+        .unwrap();
+    assert_refused(history, 401, "a history without a token").await;
+    let points = app
+        .http
+        .get(query.url("/points"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(points.status(), 200, "a list with a token");
+    let metrics = app.http.get(query.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200, "metrics without a token");
 }

@@ -187,12 +187,18 @@ pub(crate) async fn start_projector(nats: &NatsConfig, database: &DatabaseConfig
 }
 
 pub(crate) async fn start_query_api(database: &DatabaseConfig) -> Running {
-    let app = query_api::App::build(query_api::Config::for_tests(
+    start_query_api_with(query_api::Config::for_tests(
         database.url.expose(),
         loopback(),
     ))
     .await
-    .expect("query-api builds");
+}
+
+/// A query-api with settings of the test's choosing; `config.listen` should be port 0.
+pub(crate) async fn start_query_api_with(config: query_api::Config) -> Running {
+    let app = query_api::App::build(config)
+        .await
+        .expect("query-api builds");
     Running::spawn(app.local_addr(), |stop| {
         app.run_until(async {
             let _ = stop.await;

@@ -27,6 +27,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use geoledger_common::auth::{self, Authenticator};
 use geoledger_common::metrics::{self, HttpMetrics};
 use geoledger_common::point::FieldError;
 use geoledger_common::problem::{self, Problem};
@@ -53,7 +54,12 @@ struct AppState {
 
 /// The whole service: routes, fallbacks and middleware, over `pool`. Tests drive it directly;
 /// [`crate::App`] serves it.
-pub fn router(pool: PgPool, limits: Limits, request_timeout: Duration) -> Router {
+pub fn router(
+    pool: PgPool,
+    limits: Limits,
+    request_timeout: Duration,
+    auth: Authenticator,
+) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::HEAD])
@@ -84,6 +90,8 @@ pub fn router(pool: PgPool, limits: Limits, request_timeout: Duration) -> Router
             consistency::Checkpoint::follow(pool_for_checkpoint),
             consistency::wait_for_token,
         ))
+        // Before waiting for a consistency token: an unauthenticated read waits for nothing.
+        .layer(axum::middleware::from_fn_with_state(auth, auth::require_read))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
         .layer(axum::middleware::map_response(bare_errors_as_problems))
         .layer(cors)
@@ -201,6 +209,7 @@ mod tests {
             pool,
             Limits::new(100, 1000).unwrap(),
             Duration::from_secs(10),
+            Authenticator::open(),
         )
     }
 
