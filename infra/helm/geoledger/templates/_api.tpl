@@ -2,8 +2,8 @@
 One HTTP API (command-api or query-api): its Deployment, a Service, a headless Service that
 HAProxy resolves to the ready pods, a HorizontalPodAutoscaler and a PodDisruptionBudget.
 Call with (dict "root" $ "name" "command-api" "values" .Values.commandApi "port" 8081
-"database" true-or-false "auth" true-or-false); with auth, the pods get the credentials of
-.Values.auth as files.
+"database" true-or-false "auth" true-or-false); with auth (and .Values.auth.enabled), the
+pods get the credentials of .Values.auth as files.
 */}}
 {{- define "geoledger.api" -}}
 {{- $root := .root -}}

@@ -50,7 +50,7 @@ app.kubernetes.io/component: {{ index . 1 }}
       key: {{ .Values.database.urlKey }}
 {{- end -}}
 
-{{/* Where command-api finds its credentials: files of the auth Secret, mounted at
+{{/* Where an API finds its credentials: files of the auth Secret, mounted at
 /etc/geoledger/auth, so no secret sits in the environment. */}}
 {{- define "geoledger.authEnv" -}}
 {{- $a := .Values.auth -}}
@@ -76,6 +76,10 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 - name: GEOLEDGER_AUTH_WRITE_SCOPE
   value: {{ $a.writeScope | quote }}
+- name: GEOLEDGER_AUTH_READ_SCOPE
+  value: {{ $a.readScope | quote }}
+- name: GEOLEDGER_AUTH_READS
+  value: {{ $a.reads | quote }}
 {{- end -}}
 
 {{/* Pod-level settings shared by every geoledger pod: no API token, non-root, default seccomp. */}}
