@@ -29,6 +29,10 @@ case ${1:-} in
     ;;
 esac
 
+# The writes carry the stack's token when it has one (see infra/local/lib.sh).
+GEOLEDGER_API_TOKEN=$(api_token)
+export GEOLEDGER_API_TOKEN
+
 if [[ -z ${GEOLEDGER_BIN_DIR:-} ]]; then
   cargo build --release -p loadtests --bin bench-api
 fi

@@ -21,6 +21,9 @@ pub(crate) enum ApiError {
     /// The body is larger than the configured limit.
     #[error("body too large")]
     PayloadTooLarge,
+    /// The client stopped sending the body part-way.
+    #[error("request body stalled")]
+    BodyTimeout,
     /// The `Idempotency-Key` was used before with a different body.
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,
@@ -72,6 +75,12 @@ impl IntoResponse for ApiError {
                 "Body too large",
             )
             .detail("the request body exceeds the configured limit"),
+            Self::BodyTimeout => Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "The request body stopped arriving",
+            )
+            .detail("the client paused too long while sending the body; send it again"),
             Self::IdempotencyKeyReused => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",
@@ -104,13 +113,15 @@ impl IntoResponse for ApiError {
             )
             .detail("retry the request"),
             // A publish whose ack timed out may still have been stored, so the client is
-            // told only that it is not known to be: retrying with the same key is safe.
-            Self::Unavailable(detail) => Problem::unavailable(format!(
-                "the write is not known to be stored ({detail}); \
-                 retry with the same Idempotency-Key, which makes the retry safe"
-            )),
-            Self::StreamUnreadable(detail) => {
-                Problem::unavailable(format!("the event stream could not be read ({detail})"))
+            // told only that it is not known to be: retrying with the same key is safe. The
+            // detail is the NATS client's message, which was logged where it arose and is not
+            // the client's to read.
+            Self::Unavailable(_) => Problem::unavailable(
+                "the write is not known to be stored; \
+                 retry with the same Idempotency-Key, which makes the retry safe",
+            ),
+            Self::StreamUnreadable(_) => {
+                Problem::unavailable("the event stream could not be read; retry shortly")
             }
             Self::Internal(error) => Problem::internal(error.as_ref()),
         };

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+use geoledger_common::auth::{AuthConfig, Authenticator};
 use geoledger_common::config::NatsConfig;
 use geoledger_common::telemetry::LogFormat;
 
@@ -45,7 +46,22 @@ pub struct Config {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "GEOLEDGER_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,
+    /// Longest a request body may stall between two pieces before the request is answered
+    /// 408, in seconds. Below the 10 s request timeout, so a stalled upload gets its 408.
+    #[arg(
+        long,
+        env = "GEOLEDGER_BODY_TIMEOUT_SECS",
+        default_value_t = DEFAULT_BODY_TIMEOUT_SECS,
+        value_parser = clap::value_parser!(u64).range(1..10),
+    )]
+    pub body_timeout_secs: u64,
+    /// Who may write.
+    #[command(flatten)]
+    pub auth: AuthConfig,
 }
+
+/// Seconds a request body may stall before the request is answered 408.
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 5;
 
 impl Config {
     /// Defaults with the given NATS settings, listening on `listen`: for tests and tools that
@@ -60,6 +76,12 @@ impl Config {
             ack_timeout_ms: 3000,
             idempotency_ttl_secs: 24 * 60 * 60,
             body_limit: 64 * 1024,
+            body_timeout_secs: DEFAULT_BODY_TIMEOUT_SECS,
+            auth: AuthConfig {
+                auth_write_scope: geoledger_common::auth::DEFAULT_WRITE_SCOPE.to_owned(),
+                auth_read_scope: geoledger_common::auth::DEFAULT_READ_SCOPE.to_owned(),
+                ..AuthConfig::default()
+            },
         }
     }
 }
@@ -75,6 +97,15 @@ impl App {
     /// Binds the listener and starts connecting to NATS. NATS being down does not stop the
     /// service from starting: `/status` reports 503 and writes answer 503 until it is up.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let auth = Authenticator::from_config(&config.auth).context("setting up authentication")?;
+        if auth.enabled() {
+            tracing::info!(auth = ?auth, "writes need a bearer token");
+        } else {
+            tracing::warn!(
+                hint = "set GEOLEDGER_AUTH_TOKENS_FILE or a GEOLEDGER_AUTH_JWT_* key",
+                "writes are open to anyone who reaches this port: no authentication configured"
+            );
+        }
         let publisher = Publisher::connect(
             &config.nats,
             Duration::from_millis(config.ack_timeout_ms),
@@ -84,7 +115,14 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        let router = http::router(publisher.clone(), config.body_limit);
+        let router = http::router(
+            publisher.clone(),
+            http::Limits {
+                body: config.body_limit,
+                body_timeout: Duration::from_secs(config.body_timeout_secs),
+            },
+            auth,
+        );
         Ok(Self {
             listener,
             router,

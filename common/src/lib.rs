@@ -1,8 +1,10 @@
 //! Shared by geoledger's three services: the event schema that is the contract between the
-//! write and the read side, the validated point types, the RFC 9457 problem document, and the
-//! start-up plumbing (configuration, telemetry and metrics, JetStream stream, shutdown).
+//! write and the read side, the validated point types, the RFC 9457 problem document, bearer
+//! authentication, and the start-up plumbing (configuration, telemetry and metrics, JetStream
+//! stream, shutdown).
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod event;
 pub mod health;

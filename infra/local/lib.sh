@@ -266,3 +266,37 @@ STACK_NATS_URL=nats://127.0.0.1:$STACK_NATS_PORT
 # GEOLEDGER_BIN_DIR names a folder of prebuilt binaries, which also makes `make up` skip the
 # build.
 STACK_BIN_DIR=${GEOLEDGER_BIN_DIR:-${CARGO_TARGET_DIR:-$GEOLEDGER_ROOT/target}/release}
+# Writes to the stack need a bearer token unless GEOLEDGER_STACK_AUTH=off. The HAProxy rate
+# limit is off by default here: every local client, the load tests included, comes from
+# 127.0.0.1 and would share one budget. Neither setting reaches services already running:
+# `make restart` applies a change.
+STACK_AUTH=${GEOLEDGER_STACK_AUTH:-on}
+[[ $STACK_AUTH =~ ^(on|off)$ ]] || die "GEOLEDGER_STACK_AUTH must be on or off"
+STACK_HAPROXY_RATE_LIMIT=${GEOLEDGER_HAPROXY_RATE_LIMIT:-0}
+
+# The stack's token, made on its first start and kept (owner-readable only) under the state
+# folder, and the file of its hash that command-api reads. The services never see the token.
+api_token_file() { printf '%s/state/api-token' "$STATE_DIR"; }
+api_token_hashes() { printf '%s/state/api-tokens.sha256' "$STATE_DIR"; }
+
+ensure_api_token() {
+  [[ $STACK_AUTH == on ]] || return 0
+  local token_file hashes digest
+  token_file=$(api_token_file)
+  hashes=$(api_token_hashes)
+  mkdir -p -- "$(dirname -- "$token_file")"
+  if [[ ! -s $token_file ]]; then
+    # 32 random bytes, base64url without padding: a b64token as RFC 6750 wants.
+    (umask 077 && head -c 32 /dev/urandom | base64 -w 0 | tr '+/' '-_' | tr -d '=' >"$token_file")
+  fi
+  digest=$(sha256sum <"$token_file" | cut -d ' ' -f 1)
+  printf '# SHA-256 of the local stack token (%s)\n%s local-stack\n' \
+    "${token_file#"$GEOLEDGER_ROOT"/}" "$digest" >"$hashes"
+}
+
+# The token clients send, or nothing when the stack's writes are open.
+api_token() {
+  local token_file
+  token_file=$(api_token_file)
+  if [[ $STACK_AUTH == on && -s $token_file ]]; then cat -- "$token_file"; fi
+}

@@ -137,9 +137,10 @@ start_app() {
   fi
   require_free_port "$name" "$port"
   say "$name: starting on 127.0.0.1:$port"
-  local nats_user=()
+  local nats_user=() auth=()
   mapfile -t nats_user < <(nats_user_env "$2")
-  spawn "$name" "$log" env "${nats_user[@]}" \
+  if [[ $STACK_AUTH == on ]]; then auth=(GEOLEDGER_AUTH_TOKENS_FILE="$(api_token_hashes)"); fi
+  spawn "$name" "$log" env "${nats_user[@]}" "${auth[@]}" \
     GEOLEDGER_LISTEN="127.0.0.1:$port" \
     GEOLEDGER_LOG_FORMAT="${GEOLEDGER_LOG_FORMAT:-text}" \
     RUST_LOG="${RUST_LOG:-info}" \
@@ -154,6 +155,7 @@ start_app() {
 start_apps() {
   local name bin port
   migrate_and_grant
+  ensure_api_token
   while IFS=: read -r name bin port; do
     start_app "$name" "$bin" "$port"
   done < <(app_instances)
@@ -176,6 +178,7 @@ stop_apps() {
 haproxy_env() {
   export GEOLEDGER_HAPROXY_BIND=127.0.0.1:$STACK_HAPROXY_PORT
   export GEOLEDGER_HAPROXY_STATS_BIND=127.0.0.1:$STACK_HAPROXY_STATS_PORT
+  export GEOLEDGER_HAPROXY_RATE_LIMIT=$STACK_HAPROXY_RATE_LIMIT
   export GEOLEDGER_CMD_1=127.0.0.1:${STACK_CMD_PORTS[0]}
   export GEOLEDGER_CMD_2=127.0.0.1:${STACK_CMD_PORTS[STACK_CMD_INSTANCES - 1]}
   export GEOLEDGER_QUERY_1=127.0.0.1:${STACK_QUERY_PORTS[0]}

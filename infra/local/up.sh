@@ -40,7 +40,7 @@ load_places_once() {
     return 0
   fi
   key=places-$(sha256sum -- "$places" | cut -c 1-16)
-  "$STACK_BIN_DIR/load-places" --base-url "$api" --wait-projected "$projector_status" \
+  GEOLEDGER_API_TOKEN=$(api_token) "$STACK_BIN_DIR/load-places" --base-url "$api" --wait-projected "$projector_status" \
     --idempotency-prefix "$key" "$places"
   mkdir -p -- "$(dirname -- "$marker")"
   printf 'from %s at %s\n' "$places" "$(date -u +%FT%TZ)" >"$marker"
@@ -78,4 +78,13 @@ geoledger is up:
 \$ curl -s '$api/points?limit=5'
 TEXT
 curl -s --max-time 5 "$api/points?limit=5" || say "warning: the sample read through HAProxy failed"
+if [[ $STACK_AUTH == on ]]; then
+  cat <<TEXT
+
+Writes need the stack's bearer token, kept in ${STATE_DIR#"$GEOLEDGER_ROOT"/}/state/api-token
+(GEOLEDGER_STACK_AUTH=off and make restart turn this off):
+\$ curl -si $api/point -H "Authorization: Bearer \$(cat $(api_token_file))" \\
+    -H 'Content-Type: application/json' -d '{"longitude": 2.3522, "latitude": 48.8566, "name": "Paris"}'
+TEXT
+fi
 printf '\nmake up took %d.%03d s\n' $((elapsed_ms / 1000)) $((elapsed_ms % 1000))

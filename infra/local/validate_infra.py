@@ -135,7 +135,9 @@ def haproxy_env_chart(rendered, out_dir):
     for item in volume["configMap"]["items"]:
         target = Path(out_dir, item["path"])
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(config_map["data"][item["key"]] + "\n", encoding="utf-8")
+        # Verbatim, as the kubelet writes a ConfigMap's keys: a missing final newline here
+        # is one HAProxy would refuse in the cluster.
+        target.write_text(config_map["data"][item["key"]], encoding="utf-8")
     container = pod["containers"][0]
     print_env({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
     return 0

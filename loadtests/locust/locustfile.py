@@ -20,6 +20,7 @@ Environment:
 - ``GEOLEDGER_PLACES``: the places CSV (default ``../shared/data/places.csv`` beside the
   repository).
 - ``GEOLEDGER_THINK_SECS``: think time range, as above.
+- ``GEOLEDGER_API_TOKEN``: bearer token sent with every write, when the stack wants one.
 """
 
 import csv
@@ -39,6 +40,11 @@ PLACES_FILE = Path(
 BOX_HALF_SIDE = 0.5
 # Radii of the circle queries, in metres: a town, a city with its suburbs, a region.
 RADII = (5_000, 20_000, 50_000)
+
+# Writes carry this bearer token when the stack wants one; run.sh and smoke.sh read it from
+# the stack's state folder.
+API_TOKEN = os.environ.get("GEOLEDGER_API_TOKEN")
+WRITE_HEADERS = {"Authorization": f"Bearer {API_TOKEN}"} if API_TOKEN else {}
 
 
 def load_places(path):
@@ -81,7 +87,7 @@ class GeoledgerUser(FastHttpUser):
         name, longitude, latitude = random.choice(PLACES)
         body = {"longitude": longitude, "latitude": latitude, "name": name}
         with self.client.post(
-            "/point", json=body, name="POST /point", catch_response=True
+            "/point", json=body, headers=WRITE_HEADERS, name="POST /point", catch_response=True
         ) as response:
             if response.status_code != 202:
                 response.failure(f"HTTP {response.status_code}: {response.text[:200]}")

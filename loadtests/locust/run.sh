@@ -16,6 +16,10 @@ set -euo pipefail
 
 # shellcheck source=infra/local/lib.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/../../infra/local/lib.sh"
+use_state_dir "${GEOLEDGER_STACK_STATE_DIR:-$LOCAL_DIR}"
+# The writes carry the stack's token when it has one (see infra/local/lib.sh).
+GEOLEDGER_API_TOKEN=$(api_token)
+export GEOLEDGER_API_TOKEN
 
 user=${1:-GuideUser}
 here=$GEOLEDGER_ROOT/loadtests/locust

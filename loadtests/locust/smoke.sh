@@ -62,6 +62,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 "$services" start apps
 "$services" start haproxy
+# The stack's writes need its token, made by the start above; sending it proves the load
+# test's users authenticate.
+use_state_dir "$GEOLEDGER_STACK_STATE_DIR"
+GEOLEDGER_API_TOKEN=$(api_token)
+[[ -n $GEOLEDGER_API_TOKEN || $STACK_AUTH == off ]] || die "the smoke stack made no token"
+export GEOLEDGER_API_TOKEN
 
 out=$GEOLEDGER_STACK_STATE_DIR/locust
 rm -rf -- "$out"

@@ -112,6 +112,8 @@ pub struct Config {
     /// When set, each request carries `Idempotency-Key: <prefix>-<row>`, so re-running the
     /// same file with the same prefix inside command-api's duplicate window adds nothing.
     pub idempotency_prefix: Option<String>,
+    /// Bearer token sent with every request, when the API wants one.
+    pub token: Option<String>,
 }
 
 /// Posts every place to `<base_url>/point`, at most `concurrency` at a time, and reports
@@ -130,7 +132,7 @@ pub async fn post_places(
                 .idempotency_prefix
                 .as_ref()
                 .map(|prefix| format!("{prefix}-{}", index + 1));
-            post_place(client, &url, key, index, place)
+            post_place(client, &url, config.token.as_deref(), key, index, place)
         })
         .buffer_unordered(config.concurrency.max(1));
 
@@ -180,6 +182,7 @@ pub async fn post_places(
 async fn post_place(
     client: &reqwest::Client,
     url: &str,
+    token: Option<&str>,
     idempotency_key: Option<String>,
     index: usize,
     place: &Place,
@@ -193,6 +196,9 @@ async fn post_place(
     let mut request = client.post(url).json(&body);
     if let Some(key) = idempotency_key {
         request = request.header("Idempotency-Key", key);
+    }
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
     }
     let result = send(request).await;
     let latency = started.elapsed();

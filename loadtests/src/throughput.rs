@@ -129,6 +129,8 @@ pub struct Config {
 pub struct Prepared {
     boxes: Vec<String>,
     bodies: Vec<Bytes>,
+    /// `Authorization` of the writes, when the API wants a token.
+    authorization: Option<http::HeaderValue>,
 }
 
 impl Prepared {
@@ -159,7 +161,24 @@ impl Prepared {
                 .map(Bytes::from)
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { boxes, bodies })
+        Ok(Self {
+            boxes,
+            bodies,
+            authorization: None,
+        })
+    }
+
+    /// Sends `token` as a bearer token with every write.
+    pub fn with_token(mut self, token: Option<&str>) -> anyhow::Result<Self> {
+        self.authorization = token
+            .map(|t| {
+                let mut value = http::HeaderValue::try_from(format!("Bearer {t}"))?;
+                value.set_sensitive(true);
+                Ok::<_, header::InvalidHeaderValue>(value)
+            })
+            .transpose()
+            .context("the token is not valid header text")?;
+        Ok(self)
     }
 
     fn request(&self, kind: Kind, n: usize, authority: &str) -> Request<Full<Bytes>> {
@@ -171,11 +190,14 @@ impl Prepared {
             Kind::Bbox => builder
                 .uri(self.boxes[n % self.boxes.len()].as_str())
                 .body(Full::new(Bytes::new())),
-            Kind::Post => builder
-                .method(Method::POST)
-                .uri("/point")
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Full::new(self.bodies[n % self.bodies.len()].clone())),
+            Kind::Post => match &self.authorization {
+                Some(value) => builder.header(header::AUTHORIZATION, value.clone()),
+                None => builder,
+            }
+            .method(Method::POST)
+            .uri("/point")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(self.bodies[n % self.bodies.len()].clone())),
         };
         built.expect("a request built from a fixed path and prepared parts is valid")
     }

@@ -51,6 +51,8 @@ pub struct Config {
     pub max_in_flight: usize,
     /// One write in this many is read back to time its visibility; 1 reads every write.
     pub read_every: u32,
+    /// Bearer token sent with every write, when the API wants one.
+    pub token: Option<String>,
 }
 
 /// The part of a 202 the benchmark reads.
@@ -214,9 +216,10 @@ pub async fn run(
             report.started += 1;
         }
         in_flight.fetch_add(1, Ordering::Relaxed);
-        let (client, base, places, tx, in_flight) = (
+        let (client, base, token, places, tx, in_flight) = (
             client.clone(),
             base.clone(),
+            config.token.clone(),
             Arc::clone(&places),
             tx.clone(),
             Arc::clone(&in_flight),
@@ -224,7 +227,7 @@ pub async fn run(
         let read_back = i % config.read_every.max(1) == 0;
         tokio::spawn(async move {
             let place = &places[i as usize * 7919 % places.len()];
-            let outcome = write_then_read(&client, &base, place, read_back).await;
+            let outcome = write_then_read(&client, &base, token.as_deref(), place, read_back).await;
             in_flight.fetch_sub(1, Ordering::Relaxed);
             if counted {
                 // The receiver lives until every sender is dropped.
@@ -261,6 +264,7 @@ pub async fn run(
 async fn write_then_read(
     client: &reqwest::Client,
     base: &str,
+    token: Option<&str>,
     place: &Place,
     read_back: bool,
 ) -> Outcome {
@@ -271,9 +275,11 @@ async fn write_then_read(
     });
     let sent = Instant::now();
     let written = async {
-        let response = client
-            .post(format!("{base}/point"))
-            .json(&body)
+        let mut request = client.post(format!("{base}/point")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| format!("POST /point: {e}"))?;

@@ -20,6 +20,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
 
+use geoledger_common::auth::{self, AuthConfig, Authenticator};
 use geoledger_common::config::{DatabaseConfig, SecretUrl};
 use geoledger_common::telemetry::LogFormat;
 
@@ -104,6 +105,10 @@ pub struct Config {
         default_value_t = DEFAULT_PAGE_CACHE_TTL_MS
     )]
     pub page_cache_ttl_ms: u64,
+    /// Who may read: only with `--auth-reads` do reads need a token (the write settings are
+    /// accepted and ignored, so that both APIs can be given the same environment).
+    #[command(flatten)]
+    pub auth: AuthConfig,
 }
 
 impl Config {
@@ -120,6 +125,11 @@ impl Config {
             max_limit: MAX_LIMIT,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             page_cache_ttl_ms: DEFAULT_PAGE_CACHE_TTL_MS,
+            auth: AuthConfig {
+                auth_write_scope: auth::DEFAULT_WRITE_SCOPE.to_owned(),
+                auth_read_scope: auth::DEFAULT_READ_SCOPE.to_owned(),
+                ..AuthConfig::default()
+            },
         }
     }
 
@@ -157,6 +167,10 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let limits = Limits::new(config.default_limit, config.max_limit)
             .context("the default limit must not exceed the maximum limit")?;
+        let auth = Authenticator::from_config(&config.auth).context("setting up authentication")?;
+        if auth.enabled() && config.auth.auth_reads {
+            tracing::info!(auth = ?auth, "reads need a bearer token");
+        }
         let connect_options = PgConnectOptions::from_str(config.database.url.expose())
             .context("parsing the database URL")?
             .application_name("query-api")
@@ -171,7 +185,7 @@ impl App {
         let local_addr = listener.local_addr().context("reading the bound address")?;
         let request_timeout = Duration::from_secs(config.request_timeout_secs);
         let page_cache_ttl = Duration::from_millis(config.page_cache_ttl_ms);
-        let router = router(pool.clone(), limits, request_timeout, page_cache_ttl);
+        let router = router(pool.clone(), limits, request_timeout, page_cache_ttl, auth);
         Ok(Self {
             listener,
             local_addr,

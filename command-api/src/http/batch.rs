@@ -188,9 +188,10 @@ fn not_stored(index: usize, reason: &str) -> ItemResult {
         error.message = reason,
         "batch item not stored"
     );
+    // The reason is the NATS client's message: logged above, not sent.
     ItemResult::NotStored {
         index,
-        error: format!("not stored ({reason}); retry"),
+        error: "not known to be stored; retry with the same Idempotency-Key".to_owned(),
     }
 }
 

@@ -57,12 +57,26 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
+            } else if stalled(&rejection) {
+                ApiError::BodyTimeout
             } else {
                 ApiError::MalformedBody(body_error(&rejection))
             }
         })?;
         Ok(Self(bytes))
     }
+}
+
+/// Whether reading the body failed because the client stopped sending it.
+fn stalled(rejection: &BytesRejection) -> bool {
+    let mut error: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = error {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        error = e.source();
+    }
+    false
 }
 
 fn body_error(rejection: &BytesRejection) -> String {

@@ -2,19 +2,18 @@
 
 mod batch;
 mod extract;
+mod limits;
 mod points;
 mod request_id;
 mod status;
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::HeaderName;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use geoledger_common::auth::{self, Authenticator};
 use geoledger_common::metrics::{self, HttpMetrics};
 use geoledger_common::problem;
 use geoledger_common::telemetry::http::{ensure_trace_context, request_span};
@@ -23,10 +22,9 @@ use crate::publish::Publisher;
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Longest a request may take; above the ack timeout so a slow ack still gets its 503.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) use self::limits::Limits;
 
-pub(crate) fn router(publisher: Publisher, body_limit: usize) -> Router {
+pub(crate) fn router(publisher: Publisher, limits: Limits, auth: Authenticator) -> Router {
     let mut registry = metrics::registry();
     let http_metrics = HttpMetrics::register(&mut registry);
     publisher.register_metrics(&mut registry);
@@ -37,11 +35,20 @@ pub(crate) fn router(publisher: Publisher, body_limit: usize) -> Router {
         .fallback(problem::route_not_found)
         .method_not_allowed_fallback(|| async { problem::method_not_allowed() })
         .with_state(publisher)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
+        .layer(DefaultBodyLimit::max(limits.body))
+        // Inside the body timeout, so that draining a refused body cannot stall for ever.
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            limits::refuse_oversized,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.body_timeout,
+            limits::body_timeout,
+        ))
+        // Before any body is read: an unauthenticated client cannot make the service buffer
+        // one.
+        .layer(axum::middleware::from_fn_with_state(auth, auth::require))
+        .layer(axum::middleware::from_fn(limits::time_limit))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         // Inside the request's span, so that it can record the status there.
         .layer(axum::middleware::from_fn_with_state(

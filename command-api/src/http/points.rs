@@ -549,7 +549,10 @@ fn store_unavailable(error: StoreUnavailable) -> ApiError {
 
 fn read_failure(failure: ReadFailure) -> ApiError {
     match failure {
-        ReadFailure::Unavailable(detail) => ApiError::StreamUnreadable(detail),
+        ReadFailure::Unavailable(detail) => {
+            tracing::warn!(error.message = %detail, "event stream unreadable");
+            ApiError::StreamUnreadable(detail)
+        }
         undecodable @ ReadFailure::Undecodable { .. } => {
             ApiError::Internal(anyhow::Error::new(undecodable))
         }

@@ -52,6 +52,7 @@ async fn status_passes_while_every_request_connection_is_taken() {
         limits,
         Duration::from_secs(10),
         Duration::from_millis(query_api::DEFAULT_PAGE_CACHE_TTL_MS),
+        geoledger_common::auth::Authenticator::open(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -200,7 +200,12 @@ pub(crate) fn loopback() -> SocketAddr {
 }
 
 pub(crate) async fn start_command_api(nats: &NatsConfig) -> Running {
-    let app = command_api::App::build(command_api::Config::new(nats.clone(), loopback()))
+    start_command_api_with(command_api::Config::new(nats.clone(), loopback())).await
+}
+
+/// A command-api with settings of the test's choosing; `config.listen` should be port 0.
+pub(crate) async fn start_command_api_with(config: command_api::Config) -> Running {
+    let app = command_api::App::build(config)
         .await
         .expect("command-api builds");
     Running::spawn(app.local_addr(), |stop| {
@@ -231,12 +236,18 @@ pub(crate) async fn start_projector_with(config: projector::Config) -> Running {
 }
 
 pub(crate) async fn start_query_api(database: &DatabaseConfig) -> Running {
-    let app = query_api::App::build(query_api::Config::for_tests(
+    start_query_api_with(query_api::Config::for_tests(
         database.url.expose(),
         loopback(),
     ))
     .await
-    .expect("query-api builds");
+}
+
+/// A query-api with settings of the test's choosing; `config.listen` should be port 0.
+pub(crate) async fn start_query_api_with(config: query_api::Config) -> Running {
+    let app = query_api::App::build(config)
+        .await
+        .expect("query-api builds");
     Running::spawn(app.local_addr(), |stop| {
         app.run_until(async {
             let _ = stop.await;
@@ -661,6 +672,15 @@ impl OwnHaproxy {
     /// its port, and the start is tried again on new ports; a port answering for someone else
     /// is caught by [`OwnHaproxy::wait_until_backends_up`] reading query-api's JSON.
     pub(crate) async fn start(commands: [SocketAddr; 2], queries: [SocketAddr; 2]) -> Self {
+        Self::start_with(commands, queries, &[]).await
+    }
+
+    /// As [`OwnHaproxy::start`], with more `GEOLEDGER_HAPROXY_*` settings.
+    pub(crate) async fn start_with(
+        commands: [SocketAddr; 2],
+        queries: [SocketAddr; 2],
+        settings: &[(&str, &str)],
+    ) -> Self {
         for _ in 0..5 {
             let port = free_port();
             let stats_port = free_port();
@@ -679,6 +699,10 @@ impl OwnHaproxy {
                 // miss the 2 s check timeout twice in a row; that would take a healthy instance
                 // out of rotation and turn a test's write into HAProxy's 503.
                 .env("GEOLEDGER_HAPROXY_CHECK_FALL", "5")
+                // The readiness probes below would count against a rate limit; a test of the
+                // limit sets one of its own.
+                .env("GEOLEDGER_HAPROXY_RATE_LIMIT", "0")
+                .envs(settings.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .kill_on_drop(true)
@@ -711,8 +735,8 @@ impl OwnHaproxy {
     }
 
     /// Health checks need a couple of rounds before HAProxy sends traffic; a read answered
-    /// by query-api and a write refused by command-api (not by HAProxy's 503) show both sides
-    /// are in rotation. False when the port answers with something else than JSON, i.e. is
+    /// by query-api and a write refused by command-api (not by HAProxy's 503; a 401 when
+    /// command-api wants a token) show both sides are in rotation. False when the port answers with something else than JSON, i.e. is
     /// not this HAProxy in front of these services.
     async fn wait_until_backends_up(&self) -> bool {
         let http = reqwest::Client::new();
@@ -735,7 +759,7 @@ impl OwnHaproxy {
             let up = |r: &Result<reqwest::Response, reqwest::Error>, ok: &[u16]| {
                 r.as_ref().is_ok_and(|r| ok.contains(&r.status().as_u16()))
             };
-            if up(&read, &[200]) && up(&write, &[400, 415]) {
+            if up(&read, &[200]) && up(&write, &[400, 401, 415]) {
                 return true;
             }
             assert!(

@@ -5,11 +5,13 @@
 mod capture;
 mod helpers;
 
+mod auth;
 mod bad_input;
 mod dead_letters;
 mod health;
 mod idempotency;
 mod lifecycle;
+mod limits;
 mod nats_auth;
 mod nats_outage;
 mod nats_tls;

@@ -43,7 +43,7 @@ async fn start() -> (OwnNats, NatsUsers, crate::helpers::TestApp) {
 
 #[tokio::test]
 async fn with_each_service_as_its_own_nats_user_a_point_is_written_changed_and_read() {
-    let (nats, _users, app) = start().await;
+    let (nats, _users, app) = Box::pin(start()).await;
 
     let created = app
         .http
@@ -103,7 +103,7 @@ async fn with_each_service_as_its_own_nats_user_a_point_is_written_changed_and_r
 
 #[tokio::test]
 async fn the_command_api_user_can_neither_consume_the_stream_nor_subscribe_to_it() {
-    let (nats, users, app) = start().await;
+    let (nats, users, app) = Box::pin(start()).await;
     let accepted: Accepted = app
         .post_point(&json!({"longitude": 10.7522, "latitude": 59.9139, "name": "Oslo"}))
         .await
@@ -150,7 +150,7 @@ async fn the_command_api_user_can_neither_consume_the_stream_nor_subscribe_to_it
 
 #[tokio::test]
 async fn the_projector_user_cannot_publish_events() {
-    let (nats, users, app) = start().await;
+    let (nats, users, app) = Box::pin(start()).await;
     let js = jetstream_of(client_as(&nats.url(), &users.projector).await);
     let event = json!({"forged": true}).to_string();
     let published = match js
@@ -171,7 +171,7 @@ async fn the_projector_user_cannot_publish_events() {
 
 #[tokio::test]
 async fn without_credentials_or_with_a_wrong_password_the_server_refuses_the_connection() {
-    let (nats, users, _app) = start().await;
+    let (nats, users, _app) = Box::pin(start()).await;
     let anonymous = async_nats::ConnectOptions::new()
         .connection_timeout(REFUSED_AFTER)
         .connect(nats.url())

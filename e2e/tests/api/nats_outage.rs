@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{Accepted, Options, OwnNats, spawn_app_with};
 
@@ -32,6 +32,26 @@ async fn writes_fail_fast_while_nats_is_down_and_recover_when_it_returns() {
         "application/problem+json"
     );
     assert!(response.headers().contains_key("retry-after"));
+    // The NATS client's own words stay in the log: the body says what the client can do.
+    let keyed = app
+        .http
+        .post(app.command.url("/point"))
+        .header("idempotency-key", "nats-outage-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyed.status(), 503);
+    for problem in [
+        response.json::<Value>().await.unwrap(),
+        keyed.json().await.unwrap(),
+    ] {
+        let detail = problem["detail"].as_str().unwrap().to_ascii_lowercase();
+        assert!(
+            !detail.contains("nats") && !detail.contains("error"),
+            "a client library's message in the body: {detail}"
+        );
+    }
     let status = app
         .http
         .get(app.command.url("/status"))

@@ -57,6 +57,14 @@ struct Args {
         default_value = "../shared/data/places.csv"
     )]
     places: PathBuf,
+    /// Bearer token for writes, when the API wants one.
+    #[arg(
+        long,
+        global = true,
+        env = "GEOLEDGER_API_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -115,7 +123,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // An empty variable, as the scripts set when the stack's writes are open, is no token.
+    args.token = args.token.filter(|t| !t.is_empty());
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(4096)
@@ -144,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
                 warmup: Duration::from_secs(warmup_secs),
             };
             println!("through {} from {}", args.base_url, args.places.display());
-            run_throughput(&config, scenario, &args.places).await
+            run_throughput(&config, scenario, &args.places, args.token.as_deref()).await
         }
         Command::WriteLatency {
             rate,
@@ -161,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
                 warmup: Duration::from_secs(warmup_secs),
                 max_in_flight,
                 read_every,
+                token: args.token.clone(),
             };
             run_write_latency(&client, &config, &args.places).await
         }
@@ -188,6 +199,7 @@ async fn run_throughput(
     config: &throughput::Config,
     scenarios: Vec<Scenario>,
     places: &Path,
+    token: Option<&str>,
 ) -> anyhow::Result<()> {
     let scenarios = if scenarios.is_empty() {
         vec![
@@ -199,7 +211,8 @@ async fn run_throughput(
     } else {
         scenarios
     };
-    let prepared = Arc::new(Prepared::from_places(&read_places_file(places, None)?)?);
+    let prepared =
+        Arc::new(Prepared::from_places(&read_places_file(places, None)?)?.with_token(token)?);
     for scenario in scenarios {
         let report = throughput::run(config, scenario, Arc::clone(&prepared)).await?;
         println!("\n{report}");

@@ -43,6 +43,9 @@ struct Args {
     /// until its checkpoint reaches the highest sequence command-api returned.
     #[arg(long, value_name = "URL")]
     wait_projected: Option<String>,
+    /// Bearer token for writes, when the API wants one.
+    #[arg(long, env = "GEOLEDGER_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Gives up waiting for the projector after this many seconds.
     #[arg(long, default_value_t = 120)]
     projection_timeout_secs: u64,
@@ -69,6 +72,8 @@ async fn main() -> anyhow::Result<()> {
         base_url: args.base_url.clone(),
         concurrency: args.concurrency,
         idempotency_prefix: args.idempotency_prefix.clone(),
+        // An empty variable, as the scripts set when the stack's writes are open, is no token.
+        token: args.token.clone().filter(|t| !t.is_empty()),
     };
     let report = post_places(&client, &config, &places).await;
     println!("{report}");

@@ -27,6 +27,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use geoledger_common::auth::{self, Authenticator};
 use geoledger_common::metrics::{self, HttpMetrics};
 use geoledger_common::point::FieldError;
 use geoledger_common::problem::{self, Problem};
@@ -67,6 +68,7 @@ pub fn router(
     limits: Limits,
     request_timeout: Duration,
     page_cache_ttl: Duration,
+    auth: Authenticator,
 ) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
@@ -105,6 +107,8 @@ pub fn router(
             announced,
             consistency::wait_for_token,
         ))
+        // Before waiting for a consistency token: an unauthenticated read waits for nothing.
+        .layer(axum::middleware::from_fn_with_state(auth, auth::require_read))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
         .layer(axum::middleware::map_response(bare_errors_as_problems))
         .layer(cors)
@@ -223,6 +227,7 @@ mod tests {
             Limits::new(100, 1000).unwrap(),
             Duration::from_secs(10),
             Duration::from_secs(1),
+            Authenticator::open(),
         )
     }
 

@@ -2,7 +2,8 @@
 One HTTP API (command-api or query-api): its Deployment, a Service, a headless Service that
 HAProxy resolves to the ready pods, a HorizontalPodAutoscaler and a PodDisruptionBudget.
 Call with (dict "root" $ "name" "command-api" "values" .Values.commandApi "port" 8081
-"database" true-or-false).
+"database" true-or-false "auth" true-or-false); with auth (and .Values.auth.enabled), the
+pods get the credentials of .Values.auth as files.
 */}}
 {{- define "geoledger.api" -}}
 {{- $root := .root -}}
@@ -63,11 +64,26 @@ spec:
             {{- else }}
             {{- include "geoledger.natsAuthEnv" (list $root "commandApi") | nindent 12 }}
             {{- end }}
+            {{- if and .auth $root.Values.auth.enabled }}
+            {{- include "geoledger.authEnv" $root | nindent 12 }}
+            {{- end }}
           {{- include "geoledger.probes" $root | nindent 10 }}
           {{- include "geoledger.lifecycle" $root | nindent 10 }}
           resources:
             {{- toYaml $v.resources | nindent 12 }}
           {{- include "geoledger.containerSecurity" $root | nindent 10 }}
+          {{- if and .auth $root.Values.auth.enabled }}
+          volumeMounts:
+            - name: auth
+              mountPath: /etc/geoledger/auth
+              readOnly: true
+          {{- end }}
+      {{- if and .auth $root.Values.auth.enabled }}
+      volumes:
+        - name: auth
+          secret:
+            secretName: {{ $root.Values.auth.existingSecret }}
+      {{- end }}
       {{- include "geoledger.placement" $v | nindent 6 }}
 ---
 apiVersion: v1

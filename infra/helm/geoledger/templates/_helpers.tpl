@@ -74,6 +74,38 @@ set; call with (list $ "commandApi") or (list $ "projector").
 {{- end }}
 {{- end -}}
 
+{{/* Where an API finds its credentials: files of the auth Secret, mounted at
+/etc/geoledger/auth, so no secret sits in the environment. */}}
+{{- define "geoledger.authEnv" -}}
+{{- $a := .Values.auth -}}
+{{- with $a.tokensKey }}
+- name: GEOLEDGER_AUTH_TOKENS_FILE
+  value: /etc/geoledger/auth/{{ . }}
+{{- end }}
+{{- with $a.jwtSecretKey }}
+- name: GEOLEDGER_AUTH_JWT_SECRET_FILE
+  value: /etc/geoledger/auth/{{ . }}
+{{- end }}
+{{- with $a.jwtPublicKeyKey }}
+- name: GEOLEDGER_AUTH_JWT_PUBLIC_KEY_FILE
+  value: /etc/geoledger/auth/{{ . }}
+{{- end }}
+{{- with $a.jwtAudience }}
+- name: GEOLEDGER_AUTH_JWT_AUDIENCE
+  value: {{ . | quote }}
+{{- end }}
+{{- with $a.jwtIssuer }}
+- name: GEOLEDGER_AUTH_JWT_ISSUER
+  value: {{ . | quote }}
+{{- end }}
+- name: GEOLEDGER_AUTH_WRITE_SCOPE
+  value: {{ $a.writeScope | quote }}
+- name: GEOLEDGER_AUTH_READ_SCOPE
+  value: {{ $a.readScope | quote }}
+- name: GEOLEDGER_AUTH_READS
+  value: {{ $a.reads | quote }}
+{{- end -}}
+
 {{/* Pod-level settings shared by every geoledger pod: no API token, non-root, default seccomp. */}}
 {{- define "geoledger.podSecurity" -}}
 automountServiceAccountToken: false
