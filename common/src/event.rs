@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::point::{Latitude, Longitude, NewPoint, PointName};
+use crate::point::{Latitude, Longitude, NewPoint, PointName, nul_in_properties};
 
 /// The envelope every event travels in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,7 +237,16 @@ impl EventEnvelope {
             (POINT_CREATED, 1) => self
                 .data_as::<PointCreatedV1>()
                 .map(|v1| PointEvent::Created(v1.into())),
-            (POINT_CREATED, 2) => self.data_as().map(PointEvent::Created),
+            (POINT_CREATED, 2) => {
+                let created: PointCreated = self.data_as()?;
+                // Written by an older build or another tool: the read model could never store
+                // it, so it must not decode, and is dead-lettered rather than retried forever.
+                if let Some(reason) = nul_in_properties(&created.properties) {
+                    let reason = format!("properties {reason}");
+                    return Err(self.data_error(serde::de::Error::custom(reason)));
+                }
+                Ok(PointEvent::Created(created))
+            }
             (POINT_RENAMED, 1) => self.data_as().map(PointEvent::Renamed),
             (POINT_MOVED, 1) => self.data_as().map(PointEvent::Moved),
             (POINT_DELETED, 1) => Ok(PointEvent::Deleted),
@@ -325,6 +334,13 @@ mod tests {
             let back = EventEnvelope::from_slice(&env.to_vec()).unwrap();
             assert_eq!(back.decode().unwrap(), event);
         }
+    }
+
+    #[test]
+    fn a_creation_whose_properties_hold_nul_does_not_decode() {
+        let mut env = EventEnvelope::point_created(Uuid::now_v7(), &paris(), Metadata::default());
+        env.data["properties"] = serde_json::json!({"note": "a\u{0}b"});
+        assert!(matches!(env.decode(), Err(DecodeError::Data { .. })));
     }
 
     #[test]

@@ -324,6 +324,10 @@ impl NewPoint {
                 .and_then(|_| {
                     serde_json::from_str(raw.get()).map_err(|_| "must be a JSON object".to_owned())
                 })
+                .and_then(|properties| match nul_in_properties(&properties) {
+                    Some(reason) => Err(reason.to_owned()),
+                    None => Ok(properties),
+                })
                 .map_err(|reason| push("properties", reason))
                 .ok(),
         };
@@ -416,6 +420,31 @@ impl PointPatch {
             position: longitude.flatten().zip(latitude.flatten()),
         })
     }
+}
+
+/// Why `properties` cannot be stored, when a key or a string anywhere in it holds U+0000.
+///
+/// JSON can carry the character (`"\u0000"`) but PostgreSQL's `jsonb` cannot hold it, so a
+/// creation with it would be an event the projector can never apply: refused here, at the
+/// door, and by the event decoder for events already in a stream (they are dead-lettered).
+#[must_use]
+pub fn nul_in_properties(
+    properties: &serde_json::Map<String, serde_json::Value>,
+) -> Option<&'static str> {
+    fn holds_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(holds_nul),
+            serde_json::Value::Object(members) => members
+                .iter()
+                .any(|(key, value)| key.contains('\0') || holds_nul(value)),
+            _ => false,
+        }
+    }
+    properties
+        .iter()
+        .any(|(key, value)| key.contains('\0') || holds_nul(value))
+        .then_some("must not contain the character U+0000 in any key or string")
 }
 
 fn number_field(members: &BTreeMap<String, &RawValue>, field: &str) -> Result<f64, String> {
@@ -513,6 +542,22 @@ mod tests {
             fields(r#"{"longitude": null, "latitude": true, "name": 5}"#).len(),
             3
         );
+    }
+
+    #[test]
+    fn properties_holding_nul_anywhere_are_refused() {
+        for properties in [
+            r#"{"k": "a\u0000b"}"#,
+            r#"{"a\u0000": 1}"#,
+            r#"{"k": [{"deep": ["\u0000"]}]}"#,
+        ] {
+            let body = format!(
+                r#"{{"longitude": 1, "latitude": 2, "name": "x", "properties": {properties}}}"#
+            );
+            assert_eq!(fields(&body), ["properties"], "{properties}");
+        }
+        let body = r#"{"longitude": 1, "latitude": 2, "name": "x", "properties": {"k": "\u0001"}}"#;
+        assert!(NewPoint::from_json(body.as_bytes()).is_ok());
     }
 
     #[test]
