@@ -462,11 +462,26 @@ fn number_field(members: &BTreeMap<String, &RawValue>, field: &str) -> Result<f6
     let value: f64 = raw
         .parse()
         .map_err(|_| "is not a valid number".to_owned())?;
-    if value.is_finite() {
-        Ok(value)
-    } else {
-        Err(InvalidValue::NotFinite.to_string())
+    if !value.is_finite() {
+        return Err(InvalidValue::NotFinite.to_string());
     }
+    // Underflow is the mirror of `1e999`: a literal such as `1e-400` rounds to exactly 0, a
+    // different place from the one sent, where every other literal only loses digits past
+    // a double's precision. Refused, so that nothing is stored that the client did not mean.
+    if value == 0.0 && has_nonzero_digit(raw) {
+        return Err("is too close to 0 for a double (below 5e-324 in size); send 0".to_owned());
+    }
+    Ok(value)
+}
+
+/// Whether a JSON number literal's digits before its exponent include one that is not 0.
+fn has_nonzero_digit(literal: &str) -> bool {
+    literal
+        .split(['e', 'E'])
+        .next()
+        .unwrap_or_default()
+        .bytes()
+        .any(|b| matches!(b, b'1'..=b'9'))
 }
 
 fn string_field(members: &BTreeMap<String, &RawValue>, field: &str) -> Result<String, String> {
@@ -558,6 +573,26 @@ mod tests {
         }
         let body = r#"{"longitude": 1, "latitude": 2, "name": "x", "properties": {"k": "\u0001"}}"#;
         assert!(NewPoint::from_json(body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn literals_that_underflow_to_zero_are_refused_but_zero_and_subnormals_are_kept() {
+        for body in [
+            r#"{"longitude": 1e-400, "latitude": 0, "name": "x"}"#,
+            r#"{"longitude": -0.5e-330, "latitude": 0, "name": "x"}"#,
+        ] {
+            assert_eq!(fields(body), ["longitude"], "{body}");
+        }
+        for literal in ["0", "-0", "0.000e-400", "0e5", "5e-324", "-5e-324"] {
+            let body = format!(r#"{{"longitude": {literal}, "latitude": 0, "name": "x"}}"#);
+            let point = NewPoint::from_json(body.as_bytes()).expect(literal);
+            let sent: f64 = literal.parse().unwrap();
+            assert_eq!(
+                point.longitude.degrees().to_bits(),
+                sent.to_bits(),
+                "{literal}"
+            );
+        }
     }
 
     #[test]
