@@ -7,6 +7,7 @@ mod helpers;
 
 mod bad_input;
 mod dead_letters;
+mod fuzz;
 mod health;
 mod idempotency;
 mod lifecycle;
