@@ -19,3 +19,4 @@ mod read_your_writes;
 mod reads;
 mod replay;
 mod round_trip;
+mod schemathesis;
