@@ -3,7 +3,7 @@
 //! stream. Envelopes are JSON; `data` is decoded according to `event_type` and
 //! `schema_version`, so a new version of an event can be added without rewriting old ones.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike as _, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -216,10 +216,33 @@ impl EventEnvelope {
 
     /// Reads an envelope from a message payload.
     ///
+    /// Besides its shape, the envelope must fit the read model: `aggregate_version` from 1 to
+    /// `i64::MAX` (a `bigint` that is at least 1) and `occurred_at` in the years 1 to 9999
+    /// (RFC 3339's range, well within `timestamptz`'s). An envelope outside them, which
+    /// command-api never writes, could never be stored, and a projector retrying it would
+    /// hold up every event behind it; refused here, it is dead-lettered instead.
+    ///
     /// # Errors
-    /// [`DecodeError::Envelope`] when the bytes are not an envelope.
+    /// [`DecodeError::Envelope`] when the bytes are not an envelope, or one out of range.
     pub fn from_slice(payload: &[u8]) -> Result<Self, DecodeError> {
-        serde_json::from_slice(payload).map_err(DecodeError::Envelope)
+        let envelope: Self = serde_json::from_slice(payload).map_err(DecodeError::Envelope)?;
+        let out_of_range = |reason: String| {
+            DecodeError::Envelope(<serde_json::Error as serde::de::Error>::custom(reason))
+        };
+        if !(1..=i64::MAX as u64).contains(&envelope.aggregate_version) {
+            return Err(out_of_range(format!(
+                "aggregate_version {} is not from 1 to {}",
+                envelope.aggregate_version,
+                i64::MAX
+            )));
+        }
+        if !(1..=9999).contains(&envelope.occurred_at.year()) {
+            return Err(out_of_range(format!(
+                "occurred_at {} is not in the years 1 to 9999",
+                envelope.occurred_at
+            )));
+        }
+        Ok(envelope)
     }
 
     /// Encodes the envelope as it is stored in the stream.
@@ -334,6 +357,26 @@ mod tests {
             let back = EventEnvelope::from_slice(&env.to_vec()).unwrap();
             assert_eq!(back.decode().unwrap(), event);
         }
+    }
+
+    #[test]
+    fn an_envelope_the_read_model_cannot_hold_does_not_read() {
+        let env = EventEnvelope::point_created(Uuid::now_v7(), &paris(), Metadata::default());
+        let with = |member: &str, value: serde_json::Value| {
+            let mut document = serde_json::to_value(&env).unwrap();
+            document[member] = value;
+            EventEnvelope::from_slice(&serde_json::to_vec(&document).unwrap())
+        };
+        for version in [serde_json::json!(0), serde_json::json!(1_u64 << 63)] {
+            assert!(matches!(
+                with("aggregate_version", version),
+                Err(DecodeError::Envelope(_))
+            ));
+        }
+        assert!(with("aggregate_version", serde_json::json!(i64::MAX)).is_ok());
+        assert!(with("occurred_at", serde_json::json!("+10000-01-01T00:00:00Z")).is_err());
+        assert!(with("occurred_at", serde_json::json!("0000-12-31T23:59:59Z")).is_err());
+        assert!(with("occurred_at", serde_json::json!("0001-01-01T00:00:00Z")).is_ok());
     }
 
     #[test]
