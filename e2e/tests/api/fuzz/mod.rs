@@ -6,6 +6,7 @@
 //! generators mix known-awkward literals with random text and bytes instead, and shrink a
 //! failing request to a small one.
 
+pub(crate) mod events;
 pub(crate) mod reads;
 pub(crate) mod writes;
 
