@@ -152,9 +152,14 @@ impl Batch {
     fn bytes(&self) -> Vec<u8> {
         match self {
             Self::Array(items) => {
+                // A raw item goes in as a string, so that it stays one item (refused) and the
+                // answer lines up with the items; junk that breaks the array is `Batch::Raw`.
                 let items: Vec<String> = items
                     .iter()
-                    .map(|i| String::from_utf8_lossy(&i.bytes()).into_owned())
+                    .map(|item| match item {
+                        Body::Members(m) => m.object(),
+                        Body::Raw(bytes) => super::json_string(&String::from_utf8_lossy(bytes)),
+                    })
                     .collect();
                 format!("[{}]", items.join(",")).into_bytes()
             }
@@ -631,11 +636,16 @@ impl Context<'_> {
     ) -> Result<u64, TestCaseError> {
         let mut model = self.model.borrow_mut();
         let state = id.and_then(|id| model.current.get(&id).cloned());
+        if answer.status == 202 && answer.headers.contains_key("idempotent-replayed") {
+            // The key's first answer, given again whatever happened to the point since.
+            prop_assert!(state.is_some(), "a replay for a point never created");
+            return Ok(0);
+        }
         match (&state, answer.status) {
             (None, 202) => return Err(TestCaseError::fail("changed a point that does not exist")),
             (Some(None), 202) => return Err(TestCaseError::fail("changed a deleted point")),
             (Some(None), status) => prop_assert!(
-                [400, 410, 412, 415, 422].contains(&status),
+                [400, 410, 412, 413, 415, 422].contains(&status),
                 "a deleted point answers {status}"
             ),
             (None, status) => prop_assert!(
