@@ -3,11 +3,11 @@
 //! stream. Envelopes are JSON; `data` is decoded according to `event_type` and
 //! `schema_version`, so a new version of an event can be added without rewriting old ones.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike as _, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::point::{Latitude, Longitude, NewPoint, PointName};
+use crate::point::{Latitude, Longitude, NewPoint, PointName, nul_in_properties};
 
 /// The envelope every event travels in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -216,10 +216,33 @@ impl EventEnvelope {
 
     /// Reads an envelope from a message payload.
     ///
+    /// Besides its shape, the envelope must fit the read model: `aggregate_version` from 1 to
+    /// `i64::MAX` (a `bigint` that is at least 1) and `occurred_at` in the years 1 to 9999
+    /// (RFC 3339's range, well within `timestamptz`'s). An envelope outside them, which
+    /// command-api never writes, could never be stored, and a projector retrying it would
+    /// hold up every event behind it; refused here, it is dead-lettered instead.
+    ///
     /// # Errors
-    /// [`DecodeError::Envelope`] when the bytes are not an envelope.
+    /// [`DecodeError::Envelope`] when the bytes are not an envelope, or one out of range.
     pub fn from_slice(payload: &[u8]) -> Result<Self, DecodeError> {
-        serde_json::from_slice(payload).map_err(DecodeError::Envelope)
+        let envelope: Self = serde_json::from_slice(payload).map_err(DecodeError::Envelope)?;
+        let out_of_range = |reason: String| {
+            DecodeError::Envelope(<serde_json::Error as serde::de::Error>::custom(reason))
+        };
+        if !(1..=i64::MAX as u64).contains(&envelope.aggregate_version) {
+            return Err(out_of_range(format!(
+                "aggregate_version {} is not from 1 to {}",
+                envelope.aggregate_version,
+                i64::MAX
+            )));
+        }
+        if !(1..=9999).contains(&envelope.occurred_at.year()) {
+            return Err(out_of_range(format!(
+                "occurred_at {} is not in the years 1 to 9999",
+                envelope.occurred_at
+            )));
+        }
+        Ok(envelope)
     }
 
     /// Encodes the envelope as it is stored in the stream.
@@ -237,7 +260,16 @@ impl EventEnvelope {
             (POINT_CREATED, 1) => self
                 .data_as::<PointCreatedV1>()
                 .map(|v1| PointEvent::Created(v1.into())),
-            (POINT_CREATED, 2) => self.data_as().map(PointEvent::Created),
+            (POINT_CREATED, 2) => {
+                let created: PointCreated = self.data_as()?;
+                // Written by an older build or another tool: the read model could never store
+                // it, so it must not decode, and is dead-lettered rather than retried forever.
+                if let Some(reason) = nul_in_properties(&created.properties) {
+                    let reason = format!("properties {reason}");
+                    return Err(self.data_error(serde::de::Error::custom(reason)));
+                }
+                Ok(PointEvent::Created(created))
+            }
             (POINT_RENAMED, 1) => self.data_as().map(PointEvent::Renamed),
             (POINT_MOVED, 1) => self.data_as().map(PointEvent::Moved),
             (POINT_DELETED, 1) => Ok(PointEvent::Deleted),
@@ -328,11 +360,233 @@ mod tests {
     }
 
     #[test]
+    fn an_envelope_the_read_model_cannot_hold_does_not_read() {
+        let env = EventEnvelope::point_created(Uuid::now_v7(), &paris(), Metadata::default());
+        let with = |member: &str, value: serde_json::Value| {
+            let mut document = serde_json::to_value(&env).unwrap();
+            document[member] = value;
+            EventEnvelope::from_slice(&serde_json::to_vec(&document).unwrap())
+        };
+        for version in [serde_json::json!(0), serde_json::json!(1_u64 << 63)] {
+            assert!(matches!(
+                with("aggregate_version", version),
+                Err(DecodeError::Envelope(_))
+            ));
+        }
+        assert!(with("aggregate_version", serde_json::json!(i64::MAX)).is_ok());
+        assert!(with("occurred_at", serde_json::json!("+10000-01-01T00:00:00Z")).is_err());
+        assert!(with("occurred_at", serde_json::json!("0000-12-31T23:59:59Z")).is_err());
+        assert!(with("occurred_at", serde_json::json!("0001-01-01T00:00:00Z")).is_ok());
+    }
+
+    #[test]
+    fn a_creation_whose_properties_hold_nul_does_not_decode() {
+        let mut env = EventEnvelope::point_created(Uuid::now_v7(), &paris(), Metadata::default());
+        env.data["properties"] = serde_json::json!({"note": "a\u{0}b"});
+        assert!(matches!(env.decode(), Err(DecodeError::Data { .. })));
+    }
+
+    #[test]
     fn data_that_breaks_the_rules_does_not_decode() {
         let mut env = EventEnvelope::point_created(Uuid::now_v7(), &paris(), Metadata::default());
         env.data["latitude"] = serde_json::json!(91.0);
         assert!(matches!(env.decode(), Err(DecodeError::Data { .. })));
         env.event_type = "PointTeleported".to_owned();
         assert!(matches!(env.decode(), Err(DecodeError::UnknownType { .. })));
+    }
+
+    /// The decoder meets whatever another tool may publish on a point's subject. `cargo fuzz`
+    /// needs a nightly toolchain, which this project does not use, so this is its proptest
+    /// equivalent: arbitrary bytes, and valid events bit-flipped, truncated, padded or with a
+    /// member replaced, none of which may panic; whatever decodes re-encodes to itself.
+    mod decoder_fuzz {
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        use super::*;
+
+        /// Cases per property unless `PROPTEST_CASES` says otherwise: a second or two here.
+        fn config() -> ProptestConfig {
+            let cases = std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2_000);
+            ProptestConfig {
+                cases,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        fn event() -> impl Strategy<Value = PointEvent> {
+            let name = "\\PC{1,20}".prop_filter_map("a valid name", |s| PointName::parse(&s).ok());
+            let longitude = (-180.0_f64..=180.0).prop_map(|v| Longitude::try_from(v).unwrap());
+            let latitude = (-90.0_f64..=90.0).prop_map(|v| Latitude::try_from(v).unwrap());
+            let properties = prop::collection::btree_map("[a-z]{1,5}", any::<i32>(), 0..3)
+                .prop_map(|m| m.into_iter().map(|(k, v)| (k, json!(v))).collect());
+            prop_oneof![
+                (
+                    name.clone(),
+                    longitude.clone(),
+                    latitude.clone(),
+                    properties
+                )
+                    .prop_map(|(name, longitude, latitude, properties)| {
+                        PointEvent::Created(PointCreated {
+                            name,
+                            longitude,
+                            latitude,
+                            properties,
+                        })
+                    }),
+                name.prop_map(|name| PointEvent::Renamed(PointRenamed { name })),
+                (longitude, latitude).prop_map(|(longitude, latitude)| {
+                    PointEvent::Moved(PointMoved {
+                        longitude,
+                        latitude,
+                    })
+                }),
+                Just(PointEvent::Deleted),
+            ]
+        }
+
+        fn envelope() -> impl Strategy<Value = EventEnvelope> {
+            (event(), 1_u64..1_000).prop_map(|(event, version)| {
+                EventEnvelope::new(&event, Uuid::now_v7(), version, Metadata::default())
+            })
+        }
+
+        /// Values that sit where another value belongs: wrong types, edges, hostile text.
+        fn odd_value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                Just(json!(-1)),
+                Just(json!(0)),
+                Just(json!(2)),
+                Just(json!(u64::MAX)),
+                Just(json!(1e308)),
+                Just(json!(-0.0)),
+                Just(json!(180.000_000_000_000_03)),
+                Just(json!("")),
+                Just(json!("\u{0}")),
+                Just(json!("\u{202e}x")),
+                Just(json!("PointCreated")),
+                Just(json!("PointDeleted")),
+                Just(json!("2026-12-04T12:00:00Z")),
+                Just(json!("9999-12-31T23:59:60.999999999+23:59")),
+                Just(json!([])),
+                Just(json!({})),
+                Just(json!({"name": "x", "longitude": 1, "latitude": 1})),
+                any::<String>().prop_map(Value::String),
+                any::<i64>().prop_map(Value::from),
+            ]
+        }
+
+        /// Where a member can be replaced: the envelope's own and those of its data.
+        const PATHS: &[&[&str]] = &[
+            &["event_id"],
+            &["event_type"],
+            &["schema_version"],
+            &["aggregate_id"],
+            &["aggregate_version"],
+            &["occurred_at"],
+            &["data"],
+            &["metadata"],
+            &["metadata", "correlation_id"],
+            &["metadata", "traceparent"],
+            &["data", "name"],
+            &["data", "longitude"],
+            &["data", "latitude"],
+            &["data", "properties"],
+        ];
+
+        /// A valid envelope's bytes, changed in one of several ways.
+        fn mutated() -> impl Strategy<Value = Vec<u8>> {
+            (
+                envelope(),
+                0_u8..5,
+                any::<prop::sample::Index>(),
+                any::<u8>(),
+                odd_value(),
+                prop::sample::select(PATHS),
+            )
+                .prop_map(|(envelope, how, at, byte, value, path)| {
+                    let mut bytes = envelope.to_vec();
+                    let at = at.index(bytes.len());
+                    match how {
+                        0 => bytes[at] ^= 1 << (byte % 8),
+                        1 => bytes.truncate(at),
+                        2 => bytes.insert(at, byte),
+                        3 => {
+                            let mut document: Value = serde_json::from_slice(&bytes).unwrap();
+                            let (last, parents) = path.split_last().unwrap();
+                            let mut parent = &mut document;
+                            for key in parents {
+                                parent = &mut parent[*key];
+                            }
+                            if let Some(object) = parent.as_object_mut() {
+                                if value.is_null() && byte % 2 == 0 {
+                                    object.remove(*last);
+                                } else {
+                                    object.insert((*last).to_owned(), value);
+                                }
+                            }
+                            bytes = serde_json::to_vec(&document).unwrap();
+                        }
+                        _ => {
+                            // A member named twice: which one a reader keeps is up to it.
+                            let text = String::from_utf8(bytes).unwrap();
+                            bytes = text
+                                .replacen('{', &format!("{{\"{}\":{value},", path[0]), 1)
+                                .into_bytes();
+                        }
+                    }
+                    bytes
+                })
+        }
+
+        /// Decoding never panics; an envelope that reads re-encodes to one that reads the
+        /// same, and an event that decodes re-encodes to data that decodes to it again.
+        fn decodes_stably(bytes: &[u8]) -> Result<(), TestCaseError> {
+            let Ok(envelope) = EventEnvelope::from_slice(bytes) else {
+                return Ok(());
+            };
+            let again = EventEnvelope::from_slice(&envelope.to_vec())
+                .map_err(|e| TestCaseError::fail(format!("re-encoding broke it: {e}")))?;
+            prop_assert_eq!(&again, &envelope);
+            let Ok(event) = envelope.decode() else {
+                return Ok(());
+            };
+            let written = EventEnvelope::new(
+                &event,
+                envelope.aggregate_id,
+                envelope.aggregate_version,
+                envelope.metadata.clone(),
+            );
+            let reread = EventEnvelope::from_slice(&written.to_vec())
+                .map_err(|e| TestCaseError::fail(format!("a decoded event re-encodes: {e}")))?;
+            prop_assert_eq!(reread.decode().ok(), Some(event));
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                decodes_stably(&bytes)?;
+            }
+
+            #[test]
+            fn mutated_events_never_panic_and_what_decodes_round_trips(bytes in mutated()) {
+                decodes_stably(&bytes)?;
+            }
+
+            #[test]
+            fn valid_events_always_decode(envelope in envelope()) {
+                let back = EventEnvelope::from_slice(&envelope.to_vec()).unwrap();
+                prop_assert!(back.decode().is_ok());
+            }
+        }
     }
 }

@@ -324,6 +324,10 @@ impl NewPoint {
                 .and_then(|_| {
                     serde_json::from_str(raw.get()).map_err(|_| "must be a JSON object".to_owned())
                 })
+                .and_then(|properties| match nul_in_properties(&properties) {
+                    Some(reason) => Err(reason.to_owned()),
+                    None => Ok(properties),
+                })
                 .map_err(|reason| push("properties", reason))
                 .ok(),
         };
@@ -418,6 +422,31 @@ impl PointPatch {
     }
 }
 
+/// Why `properties` cannot be stored, when a key or a string anywhere in it holds U+0000.
+///
+/// JSON can carry the character (`"\u0000"`) but PostgreSQL's `jsonb` cannot hold it, so a
+/// creation with it would be an event the projector can never apply: refused here, at the
+/// door, and by the event decoder for events already in a stream (they are dead-lettered).
+#[must_use]
+pub fn nul_in_properties(
+    properties: &serde_json::Map<String, serde_json::Value>,
+) -> Option<&'static str> {
+    fn holds_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(holds_nul),
+            serde_json::Value::Object(members) => members
+                .iter()
+                .any(|(key, value)| key.contains('\0') || holds_nul(value)),
+            _ => false,
+        }
+    }
+    properties
+        .iter()
+        .any(|(key, value)| key.contains('\0') || holds_nul(value))
+        .then_some("must not contain the character U+0000 in any key or string")
+}
+
 fn number_field(members: &BTreeMap<String, &RawValue>, field: &str) -> Result<f64, String> {
     let raw = members
         .get(field)
@@ -433,11 +462,26 @@ fn number_field(members: &BTreeMap<String, &RawValue>, field: &str) -> Result<f6
     let value: f64 = raw
         .parse()
         .map_err(|_| "is not a valid number".to_owned())?;
-    if value.is_finite() {
-        Ok(value)
-    } else {
-        Err(InvalidValue::NotFinite.to_string())
+    if !value.is_finite() {
+        return Err(InvalidValue::NotFinite.to_string());
     }
+    // Underflow is the mirror of `1e999`: a literal such as `1e-400` rounds to exactly 0, a
+    // different place from the one sent, where every other literal only loses digits past
+    // a double's precision. Refused, so that nothing is stored that the client did not mean.
+    if value == 0.0 && has_nonzero_digit(raw) {
+        return Err("is too close to 0 for a double (below 5e-324 in size); send 0".to_owned());
+    }
+    Ok(value)
+}
+
+/// Whether a JSON number literal's digits before its exponent include one that is not 0.
+fn has_nonzero_digit(literal: &str) -> bool {
+    literal
+        .split(['e', 'E'])
+        .next()
+        .unwrap_or_default()
+        .bytes()
+        .any(|b| matches!(b, b'1'..=b'9'))
 }
 
 fn string_field(members: &BTreeMap<String, &RawValue>, field: &str) -> Result<String, String> {
@@ -513,6 +557,42 @@ mod tests {
             fields(r#"{"longitude": null, "latitude": true, "name": 5}"#).len(),
             3
         );
+    }
+
+    #[test]
+    fn properties_holding_nul_anywhere_are_refused() {
+        for properties in [
+            r#"{"k": "a\u0000b"}"#,
+            r#"{"a\u0000": 1}"#,
+            r#"{"k": [{"deep": ["\u0000"]}]}"#,
+        ] {
+            let body = format!(
+                r#"{{"longitude": 1, "latitude": 2, "name": "x", "properties": {properties}}}"#
+            );
+            assert_eq!(fields(&body), ["properties"], "{properties}");
+        }
+        let body = r#"{"longitude": 1, "latitude": 2, "name": "x", "properties": {"k": "\u0001"}}"#;
+        assert!(NewPoint::from_json(body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn literals_that_underflow_to_zero_are_refused_but_zero_and_subnormals_are_kept() {
+        for body in [
+            r#"{"longitude": 1e-400, "latitude": 0, "name": "x"}"#,
+            r#"{"longitude": -0.5e-330, "latitude": 0, "name": "x"}"#,
+        ] {
+            assert_eq!(fields(body), ["longitude"], "{body}");
+        }
+        for literal in ["0", "-0", "0.000e-400", "0e5", "5e-324", "-5e-324"] {
+            let body = format!(r#"{{"longitude": {literal}, "latitude": 0, "name": "x"}}"#);
+            let point = NewPoint::from_json(body.as_bytes()).expect(literal);
+            let sent: f64 = literal.parse().unwrap();
+            assert_eq!(
+                point.longitude.degrees().to_bits(),
+                sent.to_bits(),
+                "{literal}"
+            );
+        }
     }
 
     #[test]

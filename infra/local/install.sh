@@ -66,6 +66,18 @@ owslib_version_ok() {
   [[ $("$LOCAL_DIR/venv/bin/python" -c 'import owslib; print(owslib.__version__)' 2>/dev/null) == "$OWSLIB_VERSION" ]]
 }
 
+# After install_nats_server, which makes the venv.
+install_schemathesis() {
+  schemathesis_version_ok && return 0
+  say "installing $SCHEMATHESIS_PIP_SPEC into $LOCAL_DIR/venv"
+  "$LOCAL_DIR/venv/bin/pip" install --quiet --disable-pip-version-check --no-input \
+    "$SCHEMATHESIS_PIP_SPEC"
+}
+
+schemathesis_version_ok() {
+  [[ $("$LOCAL_DIR/venv/bin/python" -c 'from importlib.metadata import version; print(version("schemathesis"))' 2>/dev/null) == "$SCHEMATHESIS_VERSION" ]]
+}
+
 # After install_nats_server. The two are pinned together in one pip call, so pip resolves
 # their shared dependencies once.
 install_loadtest_tools() {
@@ -189,6 +201,7 @@ check_versions() {
 install_apt_packages
 install_nats_server
 install_owslib
+install_schemathesis
 install_infra_tools
 install_helm
 install_loadtest_tools
@@ -197,3 +210,5 @@ check_ogc_clients
 check_infra_tools
 loadtest_tools_ok || die "Locust $LOCUST_VERSION and matplotlib $MATPLOTLIB_VERSION are not both installed in $LOCAL_DIR/venv"
 say "ok: Locust $LOCUST_VERSION, matplotlib $MATPLOTLIB_VERSION"
+schemathesis_version_ok || die "Schemathesis $SCHEMATHESIS_VERSION is not installed in $LOCAL_DIR/venv"
+say "ok: Schemathesis $SCHEMATHESIS_VERSION"

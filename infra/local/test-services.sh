@@ -67,7 +67,8 @@ print_env() {
     GEOLEDGER_PLACES "$(absolute "$all")" \
     GEOLEDGER_TEST_OGRINFO "${GEOLEDGER_TEST_OGRINFO:-$(command -v ogrinfo || printf ogrinfo)}" \
     GEOLEDGER_TEST_OGR2OGR "${GEOLEDGER_TEST_OGR2OGR:-$(command -v ogr2ogr || printf ogr2ogr)}" \
-    GEOLEDGER_TEST_PYTHON "${GEOLEDGER_TEST_PYTHON:-$LOCAL_DIR/venv/bin/python}"
+    GEOLEDGER_TEST_PYTHON "${GEOLEDGER_TEST_PYTHON:-$LOCAL_DIR/venv/bin/python}" \
+    GEOLEDGER_TEST_SCHEMATHESIS "${GEOLEDGER_TEST_SCHEMATHESIS:-$LOCAL_DIR/venv/bin/st}"
 }
 
 show_status() {

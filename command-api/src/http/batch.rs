@@ -117,6 +117,14 @@ pub(super) async fn create_points(
     for (index, envelope, ack) in acks {
         let result = match ack {
             Ok(ack) if ack.duplicate => match publisher.stored_event(ack.sequence).await {
+                // The key promises the same outcome for the same item, not for any item: an
+                // item sent again under a key at the same place in the batch must be the one
+                // stored then, or the answer would name a point that holds another body.
+                Ok(first)
+                    if first.event_type != envelope.event_type || first.data != envelope.data =>
+                {
+                    reused_key(index)
+                }
                 Ok(first) => ItemResult::Stored {
                     index,
                     id: first.aggregate_id,
@@ -168,7 +176,18 @@ fn respond(items: Vec<ItemResult>) -> Response {
         let token = [(CONSISTENCY_TOKEN, HeaderValue::from(highest))];
         return (StatusCode::ACCEPTED, token, Json(answer)).into_response();
     }
-    let problem = if refused == answer.items.len() {
+    let problem = if !answer.items.is_empty() && answer.items.iter().all(ItemResult::is_reused_key)
+    {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "Idempotency-Key reused with a different request",
+        )
+        .detail(
+            "this key was first used with other items at these places in the batch; use a new \
+             key for new writes",
+        )
+    } else if refused == answer.items.len() {
         Problem::new(
             StatusCode::BAD_REQUEST,
             "validation",
@@ -180,6 +199,26 @@ fn respond(items: Vec<ItemResult>) -> Response {
     };
     let items = serde_json::to_value(&answer.items).expect("item results serialise");
     problem.extension("items", items).into_response()
+}
+
+/// Field of the error given to an item refused because its key was used for another item.
+const KEY_FIELD: &str = "Idempotency-Key";
+
+impl ItemResult {
+    fn is_reused_key(&self) -> bool {
+        matches!(self, Self::Refused { errors, .. }
+            if errors.len() == 1 && errors[0].field == KEY_FIELD)
+    }
+}
+
+fn reused_key(index: usize) -> ItemResult {
+    ItemResult::Refused {
+        index,
+        errors: vec![field_error(
+            KEY_FIELD,
+            "was used before with another item at this place in the batch; nothing was stored",
+        )],
+    }
 }
 
 fn not_stored(index: usize, reason: &str) -> ItemResult {

@@ -1,10 +1,11 @@
-//! What every command handler takes from a request: the JSON body (unparsed, so the
-//! validators can name bad fields), the `Idempotency-Key`, the event metadata and the
-//! `If-Match` precondition.
+//! What every command handler takes from a request: the point's id from the path, the JSON
+//! body (unparsed, so the validators can name bad fields), the `Idempotency-Key`, the event
+//! metadata and the `If-Match` precondition.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use geoledger_common::event::Metadata;
@@ -41,6 +42,25 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
         .expect("visible ASCII is valid header text")
         .to_owned();
     Ok(Some(key))
+}
+
+/// The `{id}` segment of a point's path, percent-decoded but not yet read as a UUID. A segment
+/// that does not even decode to text (`%80`) names no point either, so it is a 404 problem
+/// like any other id that is not a UUID, not axum's plain-text 400.
+pub(crate) struct PathId(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(id)) => Ok(Self(id)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(ApiError::NotFound(
+                format!("no point has this id: {}", e.body_text()),
+            )),
+            Err(other) => Err(ApiError::Internal(anyhow::Error::new(other))),
+        }
+    }
 }
 
 /// A request body declared as JSON, not yet parsed: parsing is the validator's job, so that a

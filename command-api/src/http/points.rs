@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -24,7 +24,7 @@ use geoledger_common::problem::cause_chain;
 use geoledger_common::projection::CONSISTENCY_TOKEN;
 
 use crate::error::ApiError;
-use crate::http::extract::{JsonBody, etag, idempotency_key, if_match, metadata};
+use crate::http::extract::{JsonBody, PathId, etag, idempotency_key, if_match, metadata};
 use crate::idempotency::{Claim, Claimed, StoreUnavailable};
 use crate::publish::{PublishFailure, Published, Publisher, ReadFailure};
 
@@ -237,7 +237,7 @@ async fn publish_creation(
 #[tracing::instrument(skip_all, fields(point.id, nats.stream_seq))]
 async fn patch_point(
     State(publisher): State<Publisher>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
@@ -270,7 +270,7 @@ async fn patch_point(
 #[tracing::instrument(skip_all, fields(point.id, nats.stream_seq))]
 async fn delete_point(
     State(publisher): State<Publisher>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = point_id(&id)?;
@@ -321,7 +321,7 @@ struct History {
 #[tracing::instrument(skip_all, fields(point.id))]
 async fn get_history(
     State(publisher): State<Publisher>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let id = point_id(&id)?;
     record_point(id);

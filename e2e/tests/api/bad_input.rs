@@ -266,3 +266,27 @@ async fn a_100_character_multibyte_name_is_valid_and_stored_whole() {
         .unwrap();
     assert_eq!(stored, name);
 }
+
+/// A point's path segment that does not decode to text names no point: a 404 problem from
+/// every route that takes one, not the framework's plain-text 400.
+#[tokio::test]
+async fn an_id_that_is_not_even_text_is_a_404_problem() {
+    let app = spawn_app().await;
+    let url = app.command.url("/points/%80");
+    for request in [
+        app.http
+            .patch(&url)
+            .header("content-type", "application/json")
+            .body(r#"{"name":"x"}"#),
+        app.http.delete(&url),
+        app.http.get(format!("{url}/history")),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 404);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+    assert_eq!(app.stream_messages().await, 0);
+}

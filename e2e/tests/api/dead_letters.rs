@@ -133,3 +133,59 @@ async fn garbage_is_dead_lettered_its_point_parked_and_other_points_carry_on() {
         .unwrap();
     assert_eq!(name, "Bjørgvin");
 }
+
+/// A creation whose properties hold U+0000 is valid JSON that PostgreSQL's `jsonb` cannot
+/// store: command-api refuses it, and one already in the stream (an older build's, another
+/// tool's) is dead-lettered instead of failing the projector's batch forever.
+#[tokio::test]
+async fn a_creation_the_read_model_cannot_store_is_refused_and_dead_lettered() {
+    let app = spawn_app().await;
+    let body = json!({"longitude": 10.75, "latitude": 59.91, "name": "Oslo",
+                      "properties": {"note": "a\u{0}b"}});
+    let refused = app.post_point(&body).await;
+    assert_eq!(refused.status(), 400);
+    assert_eq!(app.stream_messages().await, 0, "nothing is published");
+
+    let poisoned = Uuid::now_v7();
+    let mut stored: serde_json::Value =
+        serde_json::from_slice(&creation(poisoned, "Bergen")).unwrap();
+    stored["data"]["properties"] = json!({"note": "a\u{0}b"});
+    publish_raw(&app, poisoned, serde_json::to_vec(&stored).unwrap()).await;
+    let healthy = Uuid::now_v7();
+    let last = publish_raw(&app, healthy, creation(healthy, "Oslo")).await;
+
+    app.wait_projected(last).await;
+    assert_eq!(rows(&app, healthy).await, 1, "the stream moves on past it");
+    assert_eq!(rows(&app, poisoned).await, 0);
+    let letters = projector::dead_letters(&projector_config(&app))
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+}
+
+/// An envelope whose version the read model cannot hold (0, beyond a `bigint`) is
+/// dead-lettered; before, the projector retried its batch forever on the check constraint.
+#[tokio::test]
+async fn an_event_with_a_version_out_of_range_is_dead_lettered() {
+    let app = spawn_app().await;
+    for version in [json!(0), json!(u64::MAX)] {
+        let poisoned = Uuid::now_v7();
+        let mut stored: serde_json::Value =
+            serde_json::from_slice(&creation(poisoned, "Bergen")).unwrap();
+        stored["aggregate_version"] = version;
+        publish_raw(&app, poisoned, serde_json::to_vec(&stored).unwrap()).await;
+    }
+    let healthy = Uuid::now_v7();
+    let last = publish_raw(&app, healthy, creation(healthy, "Oslo")).await;
+
+    app.wait_projected(last).await;
+    assert_eq!(
+        rows(&app, healthy).await,
+        1,
+        "the stream moves on past them"
+    );
+    let letters = projector::dead_letters(&projector_config(&app))
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 2);
+}

@@ -159,3 +159,47 @@ async fn a_rename_retried_after_the_duplicate_window_is_not_applied_twice() {
         "the creation and one rename"
     );
 }
+
+/// A batch sent again under its key with another body at some place is not answered with the
+/// first batch's point there: that point holds another body.
+#[tokio::test]
+async fn a_batch_key_reused_with_another_item_refuses_that_item() {
+    let app = spawn_app().await;
+    let key = uuid::Uuid::new_v4().to_string();
+    let send = |items: serde_json::Value| {
+        app.http
+            .post(app.command.url("/points"))
+            .header("idempotency-key", &key)
+            .json(&items)
+            .send()
+    };
+    let oslo = json!({"longitude": 10.75, "latitude": 59.91, "name": "Oslo"});
+    let bergen = json!({"longitude": 5.32, "latitude": 60.39, "name": "Bergen"});
+    let tromso = json!({"longitude": 18.96, "latitude": 69.65, "name": "Tromsø"});
+
+    let first = send(json!([oslo, bergen])).await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: serde_json::Value = first.json().await.unwrap();
+
+    // Same first item, another second one.
+    let second = send(json!([oslo, tromso])).await.unwrap();
+    assert_eq!(second.status(), 202, "the first item is still a replay");
+    let second: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(second["items"][0]["id"], first["items"][0]["id"]);
+    assert_eq!(second["items"][1]["errors"][0]["field"], "Idempotency-Key");
+    assert!(second["items"][1].get("id").is_none(), "{second}");
+
+    // Nothing of it the same: the whole batch is refused as a reused key.
+    let third = send(json!([tromso])).await.unwrap();
+    assert_eq!(third.status(), 422);
+    let problem: serde_json::Value = third.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        "urn:geoledger:problem:idempotency-key-reused"
+    );
+    assert_eq!(
+        app.stream_messages().await,
+        2,
+        "no event beyond the first batch's"
+    );
+}

@@ -588,9 +588,28 @@ fn change_point(patch: bool) -> Operation {
                 .schema(Some(string())),
         )
         .response("202", accepted_response())
+        .response(
+            "400",
+            problem_response(if patch {
+                "Invalid fields, malformed JSON, or a malformed If-Match or Idempotency-Key"
+            } else {
+                "A malformed If-Match or Idempotency-Key"
+            }),
+        )
         .response("404", problem_response("No such point"))
+        .response(
+            "409",
+            problem_response(
+                "The same Idempotency-Key is in flight in another request, or the point \
+                 changes too often to apply this change; retry",
+            ),
+        )
         .response("410", problem_response("The point was deleted"))
         .response("412", problem_response("The point changed since If-Match"))
+        .response(
+            "422",
+            problem_response("The Idempotency-Key was used with a different request"),
+        )
         .response(
             "503",
             problem_response("Not known to be stored; retry with the same key"),
@@ -617,7 +636,8 @@ fn change_point(patch: bool) -> Operation {
                     )
                     .build(),
             ))
-            .response("400", problem_response("Invalid fields"));
+            .response("413", problem_response("The body is over the limit"))
+            .response("415", problem_response("The body is not JSON"));
     }
     operation.build()
 }
@@ -668,6 +688,18 @@ fn create_points() -> Operation {
         .response(
             "400",
             problem_response("No item is valid, or the body is not a batch"),
+        )
+        .response("413", problem_response("The body is over the limit"))
+        .response("415", problem_response("The body is not JSON"))
+        .response(
+            "422",
+            problem_response(
+                "The Idempotency-Key was used with other items at the places of every item",
+            ),
+        )
+        .response(
+            "503",
+            problem_response("No item was stored; retry with the same key"),
         )
         .build()
 }
@@ -763,6 +795,10 @@ fn create_point() -> Operation {
         .response(
             "400",
             problem_response("Invalid fields, malformed JSON, or an empty body"),
+        )
+        .response(
+            "409",
+            problem_response("The same Idempotency-Key is in flight; retry"),
         )
         .response("413", problem_response("The body is over the limit"))
         .response("415", problem_response("The body is not JSON"))
