@@ -11,8 +11,8 @@ pub const PAGE: u32 = 100;
 const CITY_BOX: [f64; 4] = [2.22, 48.81, 2.47, 48.91];
 /// Western and central Europe, which holds about a quarter of the places.
 const CONTINENT_BOX: [f64; 4] = [-10.0, 35.0, 30.0, 60.0];
-/// Paris, Hôtel de Ville.
-const CENTRE: (f64, f64) = (2.3522, 48.8566);
+/// Paris, Hôtel de Ville: the centre of the radius read, and of the small table.
+pub const CENTRE: (f64, f64) = (2.3522, 48.8566);
 /// Metres around [`CENTRE`].
 const RADIUS_METRES: f64 = 10_000.0;
 

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use anyhow::bail;
 use chrono::DateTime;
+use geo::{Distance as _, Haversine, Point};
 use uuid::Uuid;
 
 use crate::places::Place;
@@ -90,6 +91,38 @@ impl<'a> Generator<'a> {
             created_millis,
             sequence: index + 1,
         }
+    }
+}
+
+impl Generator<'_> {
+    /// The indexes, in increasing order, of the `count` points nearest to `centre`
+    /// (longitude, latitude) among points `0..among`: a small table whose every point lies
+    /// around one city, drawn from the same points as the large table.
+    #[must_use]
+    pub fn nearest(&self, centre: (f64, f64), count: usize, among: u64) -> Vec<u64> {
+        use std::collections::BinaryHeap;
+        // A max-heap of (distance, index) keeps the `count` nearest seen so far. A distance is
+        // never negative, and the bits of non-negative doubles order as the numbers do.
+        let mut nearest: BinaryHeap<(u64, u64)> = BinaryHeap::with_capacity(count + 1);
+        for index in 0..among {
+            let point = self.point(index);
+            // The sphere of PostGIS's geography `<->`, the mean radius 6,371,008.8 m.
+            let metres = Haversine
+                .distance(
+                    Point::new(centre.0, centre.1),
+                    Point::new(point.longitude, point.latitude),
+                )
+                .to_bits();
+            if nearest.len() < count {
+                nearest.push((metres, index));
+            } else if nearest.peek().is_some_and(|(worst, _)| metres < *worst) {
+                nearest.pop();
+                nearest.push((metres, index));
+            }
+        }
+        let mut indexes: Vec<u64> = nearest.into_iter().map(|(_, index)| index).collect();
+        indexes.sort_unstable();
+        indexes
     }
 }
 
@@ -193,6 +226,34 @@ mod tests {
                 country: "ZZ".to_owned(),
             })
             .collect()
+    }
+
+    #[test]
+    fn the_nearest_points_are_the_nearest_and_come_in_index_order() {
+        let spread: Vec<Place> = (0..50)
+            .map(|i| Place {
+                name: format!("place {i}"),
+                longitude: f64::from(i) * 3.0 - 75.0,
+                latitude: f64::from(i % 7) * 10.0 - 30.0,
+                country: "ZZ".to_owned(),
+            })
+            .collect();
+        let generator = Generator::new(&spread, 3).unwrap();
+        let centre = (2.3522, 48.8566);
+        let metres = |index: u64| {
+            let point = generator.point(index);
+            Haversine.distance(
+                Point::new(centre.0, centre.1),
+                Point::new(point.longitude, point.latitude),
+            )
+        };
+        let chosen = generator.nearest(centre, 10, 200);
+        assert_eq!(chosen.len(), 10);
+        assert!(chosen.windows(2).all(|pair| pair[0] < pair[1]));
+        let farthest_chosen = chosen.iter().map(|&i| metres(i)).fold(0.0, f64::max);
+        for index in (0..200).filter(|i| !chosen.contains(i)) {
+            assert!(metres(index) >= farthest_chosen, "point {index} is nearer");
+        }
     }
 
     #[test]
