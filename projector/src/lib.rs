@@ -164,10 +164,19 @@ fn owner_pool(config: &Config) -> anyhow::Result<PgPool> {
 /// # Errors
 /// When the database is unreachable or a migration fails.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::migrate!("../migrations")
-        .run(pool)
+    // Through a pool of one connection of its own, closed afterwards however the run ends.
+    // The migrator holds a session-level advisory lock while it works and returns without
+    // releasing it when a migration fails (say, a role without the right to create tables).
+    // Run on `pool`, the connection went back holding the lock, and the projector's next
+    // attempt, on the pool's other connection, waited for it for good.
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*pool.connect_options()).clone())
         .await
-        .context("applying migrations")?;
+        .context("connecting to apply migrations")?;
+    let applied = sqlx::migrate!("../migrations").run(&own).await;
+    own.close().await;
+    applied.context("applying migrations")?;
     tracing::info!("migrations applied");
     Ok(())
 }
