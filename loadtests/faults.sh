@@ -147,6 +147,9 @@ print(*(s.getsockname()[1] for s in socks))'
   "$services" stop all
   rm -rf -- "$state/data" "$state/log" "$state/run"
   "$services" start all
+  # The stack wants a token for writes unless GEOLEDGER_STACK_AUTH=off; the driver sends it.
+  GEOLEDGER_API_TOKEN=$(api_token)
+  export GEOLEDGER_API_TOKEN
 
   local places=${GEOLEDGER_PLACES:-$(realpath -m -- "$GEOLEDGER_ROOT/../shared/data/places.csv")}
   if [[ ! -f $places ]]; then

@@ -110,6 +110,8 @@ pub struct Config {
     pub write_deadline: Duration,
     /// How long the projection may take to catch up after a fault.
     pub catch_up: Duration,
+    /// Bearer token sent with every request, when the stack wants one for writes.
+    pub token: Option<String>,
 }
 
 /// How one write ended.
@@ -390,8 +392,16 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
     if config.places.is_empty() {
         bail!("no places to write");
     }
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = &config.token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the API token is not a valid header value")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .default_headers(headers)
         .build()
         .context("building the HTTP client")?;
     let shared = Arc::new(Shared {

@@ -63,6 +63,9 @@ struct Args {
     /// Seconds the projection may take to catch up after each fault.
     #[arg(long, default_value_t = 60)]
     catch_up_secs: u64,
+    /// Bearer token for the writes, when the stack wants one.
+    #[arg(long, env = "GEOLEDGER_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// A fault as named on the command line.
@@ -108,6 +111,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         recovery: Duration::from_secs(args.recovery_secs),
         write_deadline: Duration::from_secs(args.write_deadline_secs),
         catch_up: Duration::from_secs(args.catch_up_secs),
+        token: args.token.filter(|token| !token.is_empty()),
     })
     .await?;
     println!("{report}");
