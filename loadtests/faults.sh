@@ -148,6 +148,8 @@ print(*(s.getsockname()[1] for s in socks))'
   rm -rf -- "$state/data" "$state/log" "$state/run"
   "$services" start all
   # The stack wants a token for writes unless GEOLEDGER_STACK_AUTH=off; the driver sends it.
+  # It lies in the stack's state folder, which this script's own variables must name first.
+  use_state_dir "$state"
   GEOLEDGER_API_TOKEN=$(api_token)
   export GEOLEDGER_API_TOKEN
 

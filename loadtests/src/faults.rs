@@ -252,8 +252,15 @@ pub struct PhaseReport {
 }
 
 impl PhaseReport {
+    /// No write of the phase was accepted (every one refused, say for want of a token), so
+    /// there was no promise for the fault to break: a pass would be hollow.
+    fn proved_nothing(&self) -> bool {
+        self.tally.accepted == 0
+    }
+
     fn failed(&self) -> bool {
         self.tally.failed()
+            || self.proved_nothing()
             || self.catch_up.is_err()
             || self.heal_error.is_some()
             || (self.fault.reads_must_succeed() && self.read_errors > 0)
@@ -319,6 +326,12 @@ impl fmt::Display for Report {
         writeln!(f)?;
         for phase in &self.phases {
             writeln!(f, "{}:", phase.fault.label())?;
+            if phase.proved_nothing() {
+                writeln!(
+                    f,
+                    "  NO WRITE WAS ACCEPTED: the fault had nothing to lose, so it proved nothing"
+                )?;
+            }
             writeln!(
                 f,
                 "  healed in {:.1} s; projection caught up {}",
@@ -832,6 +845,45 @@ mod tests {
 
     fn accepted(id: Uuid) -> Outcome {
         Outcome::Accepted { id, sequence: 1 }
+    }
+
+    fn phase(tally: Tally) -> PhaseReport {
+        PhaseReport {
+            fault: Fault::ALL[0],
+            tally,
+            reads: 10,
+            read_errors: 0,
+            read_errors_in_window: 0,
+            write_retries: 0,
+            heal: Duration::from_secs(1),
+            catch_up: Ok(Duration::ZERO),
+            heal_error: None,
+            write_answers: BTreeMap::new(),
+            read_failures: BTreeMap::new(),
+            projector_status: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_fault_under_which_no_write_was_accepted_fails_the_run() {
+        let id = Uuid::now_v7();
+        let rows = [(id, "Paris #0".to_owned(), 2.3522, 48.8566)];
+        let (kept, _) = compare(&rows, &[write("Paris #0", 2.3522, accepted(id))], None);
+        let (refused, _) = compare(
+            &[],
+            &[write("Paris #0", 2.3522, Outcome::Refused(401))],
+            None,
+        );
+        let report = |tally| Report {
+            phases: vec![phase(tally)],
+            total: Tally::default(),
+            unknown_rows: 0,
+            elapsed: Duration::from_secs(1),
+        };
+        assert!(!report(kept).failed());
+        let hollow = report(refused);
+        assert!(hollow.failed(), "every write refused must not pass");
+        assert!(hollow.to_string().contains("NO WRITE WAS ACCEPTED"));
     }
 
     #[test]
