@@ -9,7 +9,6 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -22,6 +21,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
+use crate::config::Secret;
 use crate::problem::Problem;
 
 /// Scope a JWT needs for writes unless configured otherwise.
@@ -38,24 +38,6 @@ const MIN_HMAC_SECRET: usize = 32;
 
 /// Paths that never need a token: health checks and scrapes carry none.
 const PUBLIC_PATHS: [&str; 2] = ["/status", "/metrics"];
-
-/// A secret given on the command line or in the environment; `Debug` never shows it.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
 
 /// Who may write (and, optionally, read), from flags or `GEOLEDGER_AUTH_*` variables. With
 /// nothing set, every request is let through.
@@ -405,7 +387,7 @@ impl JwtVerifier {
                 }
                 Some(bytes)
             }
-            (None, Some(secret)) => Some(secret.0.as_bytes().to_vec()),
+            (None, Some(secret)) => Some(secret.expose().as_bytes().to_vec()),
             (None, None) => None,
         };
         if let Some(secret) = secret {
@@ -642,7 +624,7 @@ mod tests {
 
     fn jwt_auth(audience: Option<&str>) -> Authenticator {
         Authenticator::from_config(&AuthConfig {
-            auth_jwt_secret: Some(Secret(SECRET.to_owned())),
+            auth_jwt_secret: Some(SECRET.parse().unwrap()),
             auth_jwt_audience: audience.map(str::to_owned),
             ..config()
         })
@@ -821,7 +803,7 @@ mod tests {
     #[test]
     fn a_short_secret_stops_the_start() {
         let result = Authenticator::from_config(&AuthConfig {
-            auth_jwt_secret: Some(Secret("short".to_owned())),
+            auth_jwt_secret: Some("short".parse().unwrap()),
             ..config()
         });
         assert!(matches!(result, Err(AuthSetupError::WeakSecret)));
@@ -830,7 +812,7 @@ mod tests {
     #[test]
     fn the_secret_never_reaches_debug_output() {
         let config = AuthConfig {
-            auth_jwt_secret: Some(Secret(SECRET.to_owned())),
+            auth_jwt_secret: Some(SECRET.parse().unwrap()),
             ..config()
         };
         assert!(!format!("{config:?}").contains(SECRET));

@@ -8,7 +8,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::RequestBuilder;
 use serde_json::{Value, json};
 
-use geoledger_common::auth::{Secret, token_hash};
+use geoledger_common::auth::token_hash;
+use geoledger_common::config::Secret;
 
 use crate::capture;
 use crate::helpers::{
