@@ -30,7 +30,7 @@ use uuid::Uuid;
 use super::{BaseUrl, COLLECTION_PATH, ITEMS_PATH, check_collection};
 use crate::error::{ApiError, ApiResult};
 use crate::http::caching::{
-    Versioned, entity_tag, has_if_none_match, not_modified, read_checkpoint, with_validators,
+    Versioned, entity_tag, list_not_modified, not_modified, with_validators,
 };
 use crate::http::media::{self, GEO_JSON, JSON, Link};
 use crate::http::points::{
@@ -126,12 +126,8 @@ pub(super) async fn list_items(
         current.as_ref(),
     ));
     // The links in the body start with the host, so the tag covers it through `self`.
-    if has_if_none_match(&headers) {
-        let checkpoint = read_checkpoint(&state.pool).await?;
-        if let Some(not_modified) = not_modified(&headers, &entity_tag(checkpoint.seq, &self_href))
-        {
-            return Ok(not_modified);
-        }
+    if let Some(not_modified) = list_not_modified(&state.pool, &headers, &self_href).await? {
+        return Ok(not_modified);
     }
     let read = state
         .pages

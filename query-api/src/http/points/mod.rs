@@ -92,8 +92,8 @@ pub(crate) use self::render::{
 use self::cursor::Position;
 use self::params::Order;
 use super::caching::{
-    Checkpoint, Versioned, entity_tag, has_if_none_match, not_modified, read_checkpoint,
-    version_tag, with_validators,
+    Checkpoint, Versioned, entity_tag, list_not_modified, not_modified, version_tag,
+    with_validators,
 };
 use super::{AppState, Path, Query};
 use crate::error::{ApiError, ApiResult};
@@ -309,11 +309,8 @@ async fn list_points(
         Some(format),
         current_cursor(&params).as_ref(),
     );
-    if has_if_none_match(&headers) {
-        let checkpoint = read_checkpoint(&state.pool).await?;
-        if let Some(not_modified) = not_modified(&headers, &entity_tag(checkpoint.seq, &request)) {
-            return Ok(not_modified);
-        }
+    if let Some(not_modified) = list_not_modified(&state.pool, &headers, &request).await? {
+        return Ok(not_modified);
     }
     let read = state
         .pages
