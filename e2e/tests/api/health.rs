@@ -67,17 +67,10 @@ async fn status_passes_while_every_request_connection_is_taken() {
         busy.push(connection);
     }
     assert!(!busy.is_empty(), "the test holds at least one connection");
-    let status = app
-        .http
-        .get(format!("http://{addr}/status"))
-        .send()
-        .await
-        .expect("query-api answers /status");
+    let get = |path: &'static str| app.http.get(format!("http://{addr}{path}")).send();
+    let status = get("/status").await.expect("query-api answers /status");
     assert_eq!(status.status(), 200, "{:?}", status.text().await);
-    let read = app
-        .http
-        .get(format!("http://{addr}/points?limit=1"))
-        .send()
+    let read = get("/points?limit=1")
         .await
         .expect("query-api answers a read");
     assert_eq!(
@@ -87,10 +80,7 @@ async fn status_passes_while_every_request_connection_is_taken() {
     );
 
     drop(busy);
-    let read = app
-        .http
-        .get(format!("http://{addr}/points?limit=1"))
-        .send()
+    let read = get("/points?limit=1")
         .await
         .expect("query-api answers a read");
     assert_eq!(read.status(), 200, "the pool is free again");
