@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use geoledger_common::point::FieldError;
 use geoledger_common::problem::Problem;
-use geoledger_common::projection::{CHECKPOINT_CHANNEL, CONSISTENCY_TOKEN, POINTS};
+use geoledger_common::projection::{CHECKPOINT_CHANNEL, CONSISTENCY_TOKEN};
 
 /// Longest a read waits for the projection to reach its token.
 pub(crate) const MAX_WAIT: Duration = Duration::from_secs(5);
@@ -117,12 +117,8 @@ async fn listen(pool: PgPool, tx: watch::Sender<u64>, listening: Arc<AtomicBool>
 }
 
 async fn read_checkpoint(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let seq: Option<i64> =
-        sqlx::query_scalar("SELECT last_seq FROM projection_checkpoint WHERE projection = $1")
-            .bind(POINTS)
-            .fetch_optional(pool)
-            .await?;
-    Ok(seq.unwrap_or(0).max(0) as u64)
+    let checkpoint = super::caching::read_checkpoint(pool).await?;
+    Ok(u64::try_from(checkpoint.seq).unwrap_or(0))
 }
 
 /// Holds a request back until the projection has reached its consistency token, if it has

@@ -10,6 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::caching::read_checkpoint;
 use crate::error::{ApiError, ApiResult};
 
 pub(super) fn router() -> Router<AppState> {
@@ -28,11 +29,6 @@ pub(super) struct Status {
 /// the usual health-check interval, so a stalled database is reported rather than waited on.
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Answering at all proves the database is reachable; reading the checkpoint also proves the
-/// read model exists.
-const READ_CHECKPOINT: &str = "SELECT COALESCE(\
-     (SELECT last_seq FROM projection_checkpoint WHERE projection = 'points'), 0)";
-
 /// Whether this instance can serve: 200 while the database answers, else 503.
 #[utoipa::path(
     get,
@@ -48,12 +44,14 @@ const READ_CHECKPOINT: &str = "SELECT COALESCE(\
     )
 )]
 async fn get_status(State(state): State<AppState>) -> ApiResult<Json<Status>> {
-    let probe = sqlx::query_scalar::<_, i64>(READ_CHECKPOINT).fetch_one(&state.probe_pool);
+    // Answering at all proves the database is reachable; reading the checkpoint also proves
+    // the read model exists.
+    let probe = read_checkpoint(&state.probe_pool);
     let checkpoint = tokio::time::timeout(PROBE_TIMEOUT, probe)
         .await
         .map_err(|_| ApiError::database_timeout())??;
     Ok(Json(Status {
         status: "ok",
-        checkpoint,
+        checkpoint: checkpoint.seq,
     }))
 }
