@@ -99,26 +99,10 @@ impl Visit for Fields<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::io;
-    use std::sync::{Arc, Mutex};
-
     use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::test_buffer::Buffer;
 
     /// Runs `body` with a subscriber writing [`FlatJson`] lines, and returns the lines.
     fn lines_of(body: impl FnOnce()) -> Vec<Value> {
@@ -163,7 +147,7 @@ mod tests {
             let _outer = outer.enter();
             let inner = tracing::info_span!("create_point", point.id = "p-1");
             let _inner = inner.enter();
-            let error = io::Error::other("disk full");
+            let error = std::io::Error::other("disk full");
             tracing::warn!(
                 error = &error as &dyn std::error::Error,
                 db.rows = 3,

@@ -26,6 +26,27 @@ pub mod json;
 pub mod propagation;
 pub mod text;
 
+/// A log sink the formatters' tests read back.
+#[cfg(test)]
+mod test_buffer {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    pub(crate) struct Buffer(pub(crate) Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+}
+
 use std::io::IsTerminal as _;
 
 use opentelemetry::trace::TracerProvider as _;
