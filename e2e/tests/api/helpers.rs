@@ -907,3 +907,21 @@ fn copy_text(value: &str) -> String {
 pub(crate) fn client_program(var: &str, program: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| program.to_owned())
 }
+
+/// Keeps an outside client program's HTTP on loopback: whatever proxy the environment names,
+/// the test's servers are reached directly.
+pub(crate) fn loopback_only(command: &mut Command) {
+    command
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost");
+    for proxy in [
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+    ] {
+        command.env_remove(proxy);
+    }
+}

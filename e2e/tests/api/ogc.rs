@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    Accepted, OwnHaproxy, Place, TestApp, all_places, client_program, copy_places, sample_places,
-    spawn_app, start_command_api, start_query_api,
+    Accepted, OwnHaproxy, Place, TestApp, all_places, client_program, copy_places, loopback_only,
+    sample_places, spawn_app, start_command_api, start_query_api,
 };
 
 const GEO_JSON: &str = "application/geo+json";
@@ -607,19 +607,8 @@ async fn run_client(program: &str, args: &[&str]) -> Output {
         .env("GDAL_HTTP_CONNECTTIMEOUT", "5")
         .env("GDAL_HTTP_MAX_RETRY", "0")
         .env("PROJ_NETWORK", "OFF")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
         .kill_on_drop(true);
-    for proxy in [
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-    ] {
-        command.env_remove(proxy);
-    }
+    loopback_only(&mut command);
     // Awaited, not blocked on: the services answering the client run on this runtime.
     let output = tokio::time::timeout(CLIENT_TIMEOUT, command.output())
         .await

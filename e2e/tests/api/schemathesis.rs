@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, client_program, sample_places, spawn_app};
+use crate::helpers::{TestApp, client_program, loopback_only, sample_places, spawn_app};
 
 /// Examples per operation and phase: enough to reach every parameter's edges in a run that
 /// takes well under a minute on a busy machine. `GEOLEDGER_SCHEMATHESIS_EXAMPLES` raises it.
@@ -107,21 +107,10 @@ async fn schemathesis(document: &Path, base: &str, operations: &str) -> Output {
         .args(["--request-timeout", "15"])
         .args(["--seed", "9"])
         .args(["--suppress-health-check", "all"])
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
         // Its report directory and caches go to a temporary place, not the source tree.
         .current_dir(std::env::temp_dir())
         .kill_on_drop(true);
-    for proxy in [
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-    ] {
-        command.env_remove(proxy);
-    }
+    loopback_only(&mut command);
     // Awaited, not blocked on: the services answering it run on this runtime.
     tokio::time::timeout(RUN_TIMEOUT, command.output())
         .await
