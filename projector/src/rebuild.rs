@@ -4,7 +4,9 @@
 //! companions, with their own checkpoint row `points/rebuild`) while query-api keeps reading
 //! `points` and the live projector keeps writing it. The shadow is bulk-loaded with only its
 //! primary key; the secondary indexes (the spatial ones above all) are built once the load is
-//! done, which is far cheaper than growing them row by row.
+//! done, which is far cheaper than growing them row by row. Before the others, the planar
+//! spatial index is built and `points` rewritten in its order ([`CLUSTER_INDEX`]), so that a
+//! rebuilt table keeps neighbouring points on the same pages.
 //!
 //! The swap is one transaction that holds the live checkpoint row's lock, so the live
 //! projector cannot commit a batch meanwhile:
@@ -69,6 +71,32 @@ const SWAP_LOCK_TIMEOUT: &str = "2s";
 /// Memory for each index build. The default 64 MB makes the spatial index builds of a million
 /// points spill to disk; 256 MB keeps them in memory.
 const INDEX_BUILD_MEMORY: &str = "256MB";
+
+/// The index of `points` whose order a rebuilt table is laid out in: the planar `GiST` index on
+/// `geom`. PostgreSQL builds it by sorting the points along a space-filling curve, so its
+/// leaves, and the rows rewritten in their order, keep neighbours together.
+///
+/// Why: a table grown by the live projector holds its rows in arrival order, so the hundred
+/// rows of a city's box or of a radius lie on a hundred different pages, and the geography
+/// index, grown row by row in that order, has boxes that overlap widely. At a million points,
+/// rewriting the rows in this order took a 10 km radius page from 0.95 ms to 0.45 ms in the
+/// database and a Paris box from 300 pages read to 19 (`make bench` prints both layouts). A
+/// rebuild is thus also the way to restore that layout on a table that has grown out of it,
+/// without the exclusive lock a `CLUSTER` of the live table would hold for its whole run.
+pub const CLUSTER_INDEX: &str = "points_geom_gist";
+
+/// Rewrites `table` in the order of its index `index`, and rebuilds its indexes on the new
+/// rows. Holds an exclusive lock on `table` throughout: for a shadow table or a benchmark's,
+/// never for the live one.
+///
+/// # Errors
+/// When the statement fails, for instance because `index` is not an index of `table`.
+pub async fn cluster(conn: &mut PgConnection, table: &str, index: &str) -> sqlx::Result<()> {
+    sqlx::query(&format!("CLUSTER {table} USING {index}"))
+        .execute(conn)
+        .await
+        .map(drop)
+}
 
 /// The live tables of the projection, in the order they are locked.
 const LIVE_TABLES: [&str; 3] = ["points", "point_tombstones", "parked_points"];
@@ -506,7 +534,13 @@ async fn build_indexes(conn: &mut PgConnection) -> anyhow::Result<()> {
         .bind(live)
         .fetch_all(&mut *conn)
         .await?;
-        for (name, definition) in indexes {
+        // The clustering index first, then the table rewritten in its order, then the others,
+        // which are then built once over rows already in spatial order.
+        let (first, rest): (Vec<_>, Vec<_>) = indexes
+            .into_iter()
+            .partition(|(name, _)| *live == "points" && name == CLUSTER_INDEX);
+        let clustered = !first.is_empty();
+        for (name, definition) in first.into_iter().chain(rest) {
             // pg_get_indexdef gives `CREATE [UNIQUE] INDEX name ON table USING method (...)`.
             let Some((head, method)) = definition.split_once(" USING ") else {
                 anyhow::bail!("unexpected index definition: {definition}");
@@ -528,6 +562,16 @@ async fn build_indexes(conn: &mut PgConnection) -> anyhow::Result<()> {
                 elapsed_secs = started.elapsed().as_secs_f64(),
                 "index built"
             );
+            if clustered && name == CLUSTER_INDEX {
+                let started = Instant::now();
+                cluster(&mut *conn, shadow, &format!("{name}{SUFFIX}"))
+                    .await
+                    .with_context(|| format!("clustering {shadow}"))?;
+                tracing::debug!(
+                    elapsed_secs = started.elapsed().as_secs_f64(),
+                    "points laid out in spatial order"
+                );
+            }
         }
         sqlx::query(&format!("ANALYZE {shadow}"))
             .execute(&mut *conn)

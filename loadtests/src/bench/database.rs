@@ -97,6 +97,28 @@ pub async fn pool(url: &str) -> anyhow::Result<PgPool> {
         .context("connecting to the benchmark database")
 }
 
+/// How the rows of `points` lie on disk, which decides how many pages a spatial read visits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    /// As `projector rebuild` leaves the table: rewritten in the order of its planar spatial
+    /// index ([`projector::CLUSTER_INDEX`]), so that neighbours share pages.
+    Rebuilt,
+    /// As the live projector grows it: rows in the order they arrived, which for points
+    /// written around the world is no spatial order at all.
+    Arrival,
+}
+
+impl Layout {
+    /// How the report names it.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Rebuilt => "rebuilt (rows in spatial order, as `projector rebuild` leaves them)",
+            Self::Arrival => "arrival order (as the live projector grows the table)",
+        }
+    }
+}
+
 /// What loading one size took.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadTimings {
@@ -106,6 +128,8 @@ pub struct LoadTimings {
     pub copy: Duration,
     /// Rebuilding the secondary indexes.
     pub indexes: Duration,
+    /// Rewriting the table in spatial order (zero in arrival order).
+    pub cluster: Duration,
     /// `VACUUM (ANALYZE)`.
     pub vacuum: Duration,
     /// The table with its indexes and TOAST, in bytes.
@@ -114,7 +138,8 @@ pub struct LoadTimings {
 
 /// Empties `points` and loads the generator's points numbered `points` into it, in that
 /// order (ascending, so ids ascend as the primary key likes), then rebuilds the
-/// secondary indexes and vacuums and analyses the table.
+/// secondary indexes, lays the rows out as `layout` says, and vacuums and analyses the
+/// table.
 ///
 /// The secondary indexes are dropped for the copy and rebuilt from their own definitions
 /// afterwards, which is several times faster than growing two spatial indexes row by row and
@@ -128,6 +153,7 @@ pub async fn load(
     url: &str,
     generator: &Generator<'_>,
     points: &[u64],
+    layout: Layout,
 ) -> anyhow::Result<LoadTimings> {
     let rows = points.len() as u64;
     let mut connection = PgConnection::connect_with(&connect_options(url)?)
@@ -191,6 +217,14 @@ pub async fn load(
     let index_time = started.elapsed();
 
     let started = Instant::now();
+    if layout == Layout::Rebuilt {
+        projector::cluster(&mut connection, "points", projector::CLUSTER_INDEX)
+            .await
+            .context("rewriting points in spatial order")?;
+    }
+    let cluster = started.elapsed();
+
+    let started = Instant::now();
     sqlx::query("VACUUM (ANALYZE) points")
         .execute(&mut connection)
         .await
@@ -205,6 +239,7 @@ pub async fn load(
         rows,
         copy: copy_time,
         indexes: index_time,
+        cluster,
         vacuum,
         total_bytes,
     })

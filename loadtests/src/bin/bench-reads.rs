@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 
-use loadtests::bench::database::{self, parse_database_name};
+use loadtests::bench::database::{self, Layout, parse_database_name};
 use loadtests::bench::http::{Server, deep_cursor, time_get};
 use loadtests::bench::plans::{access_paths, explain, statement_ids};
 use loadtests::bench::queries::{CENTRE, PAGE, ReadQuery};
@@ -51,6 +51,9 @@ struct Args {
         value_parser = clap::value_parser!(u64).range(2 * u64::from(PAGE) + 1..),
     )]
     sizes: Vec<u64>,
+    /// How the rows lie on disk, comma-separated; every size is loaded and timed in each.
+    #[arg(long, value_delimiter = ',', default_values = ["rebuilt", "arrival"])]
+    layouts: Vec<Layout>,
     /// Untimed requests before each read is timed.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     warmup: u64,
@@ -116,28 +119,39 @@ async fn main() -> anyhow::Result<()> {
         bench.repeat,
     );
 
-    let mut figures = Vec::new();
-    let mut plans = Vec::new();
     let largest = sizes.last().copied().unwrap_or_default();
-    for &size in &sizes {
-        let (measured, explained) = bench_size(&bench, size, largest).await?;
-        figures.push(measured);
-        plans = explained;
+    let mut layouts = args.layouts.clone();
+    layouts.dedup();
+    let mut results = Vec::new();
+    for &layout in &layouts {
+        println!("\n# layout: {}", layout.label());
+        let mut figures = Vec::new();
+        let mut plans = Vec::new();
+        for &size in &sizes {
+            let (measured, explained) = bench_size(&bench, size, largest, layout).await?;
+            figures.push(measured);
+            plans = explained;
+        }
+        results.push((layout, figures, plans));
     }
 
-    if let (Some(small), Some(large)) = (figures.first(), figures.last()) {
+    for (layout, figures, plans) in &results {
+        let (Some(small), Some(large)) = (figures.first(), figures.last()) else {
+            continue;
+        };
+        println!("\n# {}", layout.label());
         if small.size != large.size {
-            print!("\n{}", Comparison { small, large });
+            print!("{}", Comparison { small, large });
         }
         println!(
             "\nplans at {} points (EXPLAIN (ANALYZE, BUFFERS) of the SQL query-api runs):",
             size_label(large.size)
         );
-    }
-    for plan in &plans {
-        println!("\n{}: GET {}", plan.query.label(), plan.path);
-        for line in &plan.lines {
-            println!("  {line}");
+        for plan in plans {
+            println!("\n{}: GET {}", plan.query.label(), plan.path);
+            for line in &plan.lines {
+                println!("  {line}");
+            }
         }
     }
 
@@ -160,6 +174,7 @@ async fn bench_size(
     bench: &Bench<'_>,
     size: u64,
     largest: u64,
+    layout: Layout,
 ) -> anyhow::Result<(SizeFigures, Vec<Plan>)> {
     let indexes: Vec<u64> = if size < largest {
         println!(
@@ -173,17 +188,18 @@ async fn bench_size(
         println!("\n{} points", size_label(size));
         (0..size).collect()
     };
-    let load = database::load(&bench.url, &bench.generator, &indexes).await?;
+    let load = database::load(&bench.url, &bench.generator, &indexes, layout).await?;
     #[expect(
         clippy::cast_precision_loss,
         reason = "a table size in MiB needs no more than f64's 52 bits"
     )]
     let mib = load.total_bytes as f64 / 1_048_576.0;
     println!(
-        "  loaded: COPY {:.1} s, index builds {:.1} s, VACUUM ANALYZE {:.1} s; \
-         {mib:.0} MiB with indexes",
+        "  loaded: COPY {:.1} s, index builds {:.1} s, spatial order {:.1} s, \
+         VACUUM ANALYZE {:.1} s; {mib:.0} MiB with indexes",
         load.copy.as_secs_f64(),
         load.indexes.as_secs_f64(),
+        load.cluster.as_secs_f64(),
         load.vacuum.as_secs_f64(),
     );
 
