@@ -81,6 +81,9 @@ pub enum Scenario {
     Post,
     /// Four reads (first page and box in turn) for each write.
     Mix,
+    /// Four first pages for each write: the guide's user, who lists points and adds them,
+    /// without map windows.
+    ListMix,
 }
 
 impl Scenario {
@@ -95,6 +98,10 @@ impl Scenario {
                 1 | 3 => Kind::Bbox,
                 _ => Kind::FirstPage,
             },
+            Self::ListMix => match n % 5 {
+                4 => Kind::Post,
+                _ => Kind::FirstPage,
+            },
         }
     }
 }
@@ -106,6 +113,7 @@ impl fmt::Display for Scenario {
             Self::Bbox => "bbox (GET /points?bbox=<1 degree around a place>&limit=100)",
             Self::Post => "POST /point (real places)",
             Self::Mix => "80/20 mix (first page and bbox in turn, one POST /point in five)",
+            Self::ListMix => "80/20 list mix (first page, one POST /point in five)",
         })
     }
 }
@@ -470,6 +478,14 @@ mod tests {
             (writes, boxes, kinds.len() - writes - boxes),
             (200, 400, 400)
         );
+    }
+
+    #[test]
+    fn the_list_mix_is_four_first_pages_to_one_write() {
+        let kinds: Vec<Kind> = (0..1000).map(|n| Scenario::ListMix.pick(n)).collect();
+        let writes = kinds.iter().filter(|k| **k == Kind::Post).count();
+        let pages = kinds.iter().filter(|k| **k == Kind::FirstPage).count();
+        assert_eq!((writes, pages), (200, 800));
     }
 
     #[test]
