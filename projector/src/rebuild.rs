@@ -524,7 +524,7 @@ async fn build_indexes(conn: &mut PgConnection) -> anyhow::Result<()> {
             .iter()
             .zip([&shadow.points, &shadow.tombstones, &shadow.parked])
     {
-        let indexes: Vec<(String, String)> = sqlx::query_as(
+        let mut indexes: Vec<(String, String)> = sqlx::query_as(
             "SELECT i.relname::text, pg_get_indexdef(i.oid)
              FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
              WHERE x.indrelid = to_regclass($1)
@@ -536,11 +536,8 @@ async fn build_indexes(conn: &mut PgConnection) -> anyhow::Result<()> {
         .await?;
         // The clustering index first, then the table rewritten in its order, then the others,
         // which are then built once over rows already in spatial order.
-        let (first, rest): (Vec<_>, Vec<_>) = indexes
-            .into_iter()
-            .partition(|(name, _)| *live == "points" && name == CLUSTER_INDEX);
-        let clustered = !first.is_empty();
-        for (name, definition) in first.into_iter().chain(rest) {
+        indexes.sort_by_key(|(name, _)| name != CLUSTER_INDEX);
+        for (name, definition) in indexes {
             // pg_get_indexdef gives `CREATE [UNIQUE] INDEX name ON table USING method (...)`.
             let Some((head, method)) = definition.split_once(" USING ") else {
                 anyhow::bail!("unexpected index definition: {definition}");
@@ -562,7 +559,7 @@ async fn build_indexes(conn: &mut PgConnection) -> anyhow::Result<()> {
                 elapsed_secs = started.elapsed().as_secs_f64(),
                 "index built"
             );
-            if clustered && name == CLUSTER_INDEX {
+            if *live == "points" && name == CLUSTER_INDEX {
                 let started = Instant::now();
                 cluster(&mut *conn, shadow, &format!("{name}{SUFFIX}"))
                     .await
