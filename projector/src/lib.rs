@@ -39,7 +39,10 @@ pub use crate::apply::{CHECKPOINT_CHANNEL, PROJECTION, read_checkpoint};
 pub use crate::consume::Progress;
 pub use crate::dead_letter::DeadLetter;
 pub use crate::inspect::{ProjectionState, StatusReport, StreamState};
-pub use crate::rebuild::{CLUSTER_INDEX, RebuildArgs, RebuildReport, SHADOW_CHECKPOINT, cluster};
+pub use crate::rebuild::{
+    CLUSTER_INDEX, INDEX_BUILD_MEMORY, RebuildArgs, RebuildReport, SHADOW_CHECKPOINT,
+    build_indexes, index_statement,
+};
 pub use crate::replay::{ReplayArgs, ReplayReport};
 
 /// Everything the projector can be told, from flags or `GEOLEDGER_*` variables.

@@ -70,7 +70,7 @@ const SWAP_LOCK_TIMEOUT: &str = "2s";
 
 /// Memory for each index build. The default 64 MB makes the spatial index builds of a million
 /// points spill to disk; 256 MB keeps them in memory.
-const INDEX_BUILD_MEMORY: &str = "256MB";
+pub const INDEX_BUILD_MEMORY: &str = "256MB";
 
 /// The index of `points` whose order a rebuilt table is laid out in: the planar `GiST` index on
 /// `geom`. PostgreSQL builds it by sorting the points along a space-filling curve, so its
@@ -85,17 +85,88 @@ const INDEX_BUILD_MEMORY: &str = "256MB";
 /// without the exclusive lock a `CLUSTER` of the live table would hold for its whole run.
 pub const CLUSTER_INDEX: &str = "points_geom_gist";
 
-/// Rewrites `table` in the order of its index `index`, and rebuilds its indexes on the new
-/// rows. Holds an exclusive lock on `table` throughout: for a shadow table or a benchmark's,
-/// never for the live one.
+/// A statement building the index `definition` describes (as `pg_get_indexdef` gives it), but
+/// named `name` and on `table`, unless an index of that name is there already; `None` when
+/// the definition does not have the expected shape.
+#[must_use]
+pub fn index_statement(definition: &str, name: &str, table: &str) -> Option<String> {
+    // pg_get_indexdef gives `CREATE [UNIQUE] INDEX name ON table USING method (...)`.
+    let (head, method) = definition.split_once(" USING ")?;
+    let unique = if head.starts_with("CREATE UNIQUE") {
+        "UNIQUE "
+    } else {
+        ""
+    };
+    Some(format!(
+        "CREATE {unique}INDEX IF NOT EXISTS {name} ON {table} USING {method}"
+    ))
+}
+
+/// Runs `statements` (index name, `CREATE INDEX` statement) on `table`, with
+/// [`INDEX_BUILD_MEMORY`] for each build. When `cluster_on` names one of them, that one is
+/// built first and the table rewritten in its order (`CLUSTER`, unless the table already is
+/// clustered on it, as after an interrupted rebuild), so that the others are built once, over
+/// the rewritten rows: `CLUSTER` rebuilds every index the table has at the time. Returns the
+/// time the rewrite took.
+///
+/// `CLUSTER` holds an exclusive lock on `table` throughout: for a shadow table or a
+/// benchmark's, never for the live one.
 ///
 /// # Errors
-/// When the statement fails, for instance because `index` is not an index of `table`.
-pub async fn cluster(conn: &mut PgConnection, table: &str, index: &str) -> sqlx::Result<()> {
-    sqlx::query(&format!("CLUSTER {table} USING {index}"))
-        .execute(conn)
+/// The first statement that fails, named.
+pub async fn build_indexes(
+    conn: &mut PgConnection,
+    table: &str,
+    mut statements: Vec<(String, String)>,
+    cluster_on: Option<&str>,
+) -> anyhow::Result<Duration> {
+    sqlx::query(&format!(
+        "SET maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    let first = cluster_on.and_then(|index| statements.iter().position(|(name, _)| name == index));
+    let mut rewrite = Duration::ZERO;
+    if let Some(at) = first {
+        let (index, statement) = statements.remove(at);
+        build_index(conn, &index, &statement).await?;
+        let clustered: bool = sqlx::query_scalar(
+            "SELECT indisclustered FROM pg_index WHERE indexrelid = to_regclass($1)",
+        )
+        .bind(&index)
+        .fetch_one(&mut *conn)
+        .await?;
+        if !clustered {
+            let started = Instant::now();
+            sqlx::query(&format!("CLUSTER {table} USING {index}"))
+                .execute(&mut *conn)
+                .await
+                .with_context(|| format!("rewriting {table} in the order of {index}"))?;
+            rewrite = started.elapsed();
+            tracing::debug!(
+                elapsed_secs = rewrite.as_secs_f64(),
+                "{table} laid out in the order of {index}"
+            );
+        }
+    }
+    for (index, statement) in statements {
+        build_index(conn, &index, &statement).await?;
+    }
+    Ok(rewrite)
+}
+
+async fn build_index(conn: &mut PgConnection, index: &str, statement: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    sqlx::query(statement)
+        .execute(&mut *conn)
         .await
-        .map(drop)
+        .with_context(|| format!("building {index}"))?;
+    tracing::debug!(
+        db.index = %index,
+        elapsed_secs = started.elapsed().as_secs_f64(),
+        "index built"
+    );
+    Ok(())
 }
 
 /// The live tables of the projection, in the order they are locked.
@@ -224,7 +295,7 @@ pub(crate) async fn rebuild(
     }
     meter.phase("building indexes");
     let indexing = Instant::now();
-    build_indexes(&mut replayer.conn).await?;
+    build_shadow_indexes(&mut replayer.conn).await?;
     let indexing = indexing.elapsed();
 
     let Some(checkpoint) =
@@ -510,21 +581,17 @@ pub(crate) async fn create_like(
 }
 
 /// Builds on each shadow table the secondary indexes its live table has, from their own
-/// definitions, then refreshes the planner's statistics. An index already there (a rebuild
-/// interrupted after building it) is kept.
-async fn build_indexes(conn: &mut PgConnection) -> anyhow::Result<()> {
-    sqlx::query(&format!(
-        "SET maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"
-    ))
-    .execute(&mut *conn)
-    .await?;
+/// definitions, `points` laid out in the order of [`CLUSTER_INDEX`], then refreshes the
+/// planner's statistics. An index already there (a rebuild interrupted after building it) is
+/// kept.
+async fn build_shadow_indexes(conn: &mut PgConnection) -> anyhow::Result<()> {
     let shadow = shadow_tables();
     for (live, shadow) in
         LIVE_TABLES
             .iter()
             .zip([&shadow.points, &shadow.tombstones, &shadow.parked])
     {
-        let mut indexes: Vec<(String, String)> = sqlx::query_as(
+        let indexes: Vec<(String, String)> = sqlx::query_as(
             "SELECT i.relname::text, pg_get_indexdef(i.oid)
              FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
              WHERE x.indrelid = to_regclass($1)
@@ -534,45 +601,51 @@ async fn build_indexes(conn: &mut PgConnection) -> anyhow::Result<()> {
         .bind(live)
         .fetch_all(&mut *conn)
         .await?;
-        // The clustering index first, then the table rewritten in its order, then the others,
-        // which are then built once over rows already in spatial order.
-        indexes.sort_by_key(|(name, _)| name != CLUSTER_INDEX);
-        for (name, definition) in indexes {
-            // pg_get_indexdef gives `CREATE [UNIQUE] INDEX name ON table USING method (...)`.
-            let Some((head, method)) = definition.split_once(" USING ") else {
-                anyhow::bail!("unexpected index definition: {definition}");
-            };
-            let unique = if head.starts_with("CREATE UNIQUE") {
-                "UNIQUE "
-            } else {
-                ""
-            };
-            let started = Instant::now();
-            sqlx::query(&format!(
-                "CREATE {unique}INDEX IF NOT EXISTS {name}{SUFFIX} ON {shadow} USING {method}"
-            ))
-            .execute(&mut *conn)
-            .await
-            .with_context(|| format!("building {name}{SUFFIX}"))?;
-            tracing::debug!(
-                db.index = %name,
-                elapsed_secs = started.elapsed().as_secs_f64(),
-                "index built"
-            );
-            if *live == "points" && name == CLUSTER_INDEX {
-                let started = Instant::now();
-                cluster(&mut *conn, shadow, &format!("{name}{SUFFIX}"))
-                    .await
-                    .with_context(|| format!("clustering {shadow}"))?;
-                tracing::debug!(
-                    elapsed_secs = started.elapsed().as_secs_f64(),
-                    "points laid out in spatial order"
-                );
-            }
-        }
+        let statements = indexes
+            .into_iter()
+            .map(|(name, definition)| {
+                let name = format!("{name}{SUFFIX}");
+                index_statement(&definition, &name, shadow)
+                    .map(|statement| (name, statement))
+                    .with_context(|| format!("unexpected index definition: {definition}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let cluster_on = format!("{CLUSTER_INDEX}{SUFFIX}");
+        build_indexes(conn, shadow, statements, Some(&cluster_on)).await?;
         sqlx::query(&format!("ANALYZE {shadow}"))
             .execute(&mut *conn)
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::index_statement;
+
+    #[test]
+    fn an_index_definition_is_renamed_and_moved_keeping_its_kind_and_method() {
+        assert_eq!(
+            index_statement(
+                "CREATE UNIQUE INDEX points_pkey ON public.points USING btree (id)",
+                "copy_0",
+                "copy_bare"
+            )
+            .as_deref(),
+            Some("CREATE UNIQUE INDEX IF NOT EXISTS copy_0 ON copy_bare USING btree (id)")
+        );
+        assert_eq!(
+            index_statement(
+                "CREATE INDEX points_geog_gist ON public.points USING gist (((geom)::geography))",
+                "points_geog_gist_rebuild",
+                "points_rebuild"
+            )
+            .as_deref(),
+            Some(
+                "CREATE INDEX IF NOT EXISTS points_geog_gist_rebuild ON points_rebuild \
+                 USING gist (((geom)::geography))"
+            )
+        );
+        assert_eq!(index_statement("CREATE INDEX x ON t (a)", "y", "u"), None);
+    }
 }

@@ -15,10 +15,6 @@ use super::synthetic::{Generator, push_copy_line};
 /// next to the parsing, small enough to keep the memory of a 1M-row load flat.
 const COPY_CHUNK: usize = 10_000;
 
-/// Memory for each index build. The default 64 MB makes the spatial index builds of a
-/// million points spill to disk; 256 MB keeps them in memory on any machine this runs on.
-const INDEX_BUILD_MEMORY: &str = "256MB";
-
 /// Checks that `name` can be used as a database name without quoting surprises.
 ///
 /// # Errors
@@ -164,7 +160,7 @@ pub async fn load(
         .execute(&mut connection)
         .await
         .context("emptying points")?;
-    let mut indexes: Vec<(String, String)> = sqlx::query_as(
+    let indexes: Vec<(String, String)> = sqlx::query_as(
         "SELECT indexname::text, indexdef FROM pg_indexes \
          WHERE schemaname = current_schema() AND tablename = 'points' \
          AND indexname NOT IN (SELECT conname FROM pg_constraint \
@@ -201,31 +197,13 @@ pub async fn load(
     }
     let copy_time = started.elapsed();
 
+    // As `projector rebuild` does it, with the same function: in the rebuilt layout the
+    // clustering index first and the rows rewritten in its order, then the other indexes.
     let started = Instant::now();
-    sqlx::query(&format!(
-        "SET maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"
-    ))
-    .execute(&mut connection)
-    .await
-    .context("raising maintenance_work_mem for the index builds")?;
-    // As `projector rebuild` does: the clustering index first and the rows rewritten in its
-    // order, so the other indexes are built once, over the final rows (`CLUSTER` rebuilds
-    // every index the table already has).
-    indexes.sort_by_key(|(name, _)| name != projector::CLUSTER_INDEX);
-    let mut cluster = Duration::ZERO;
-    for (name, definition) in &indexes {
-        sqlx::query(definition)
-            .execute(&mut connection)
-            .await
-            .with_context(|| format!("rebuilding the index {name}"))?;
-        if layout == Layout::Rebuilt && name == projector::CLUSTER_INDEX {
-            let rewrite = Instant::now();
-            projector::cluster(&mut connection, "points", projector::CLUSTER_INDEX)
-                .await
-                .context("rewriting points in spatial order")?;
-            cluster = rewrite.elapsed();
-        }
-    }
+    let cluster_on = (layout == Layout::Rebuilt).then_some(projector::CLUSTER_INDEX);
+    let cluster = projector::build_indexes(&mut connection, "points", indexes, cluster_on)
+        .await
+        .context("rebuilding the indexes of points")?;
     let index_time = started.elapsed().saturating_sub(cluster);
 
     let started = Instant::now();

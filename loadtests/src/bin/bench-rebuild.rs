@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection as _, PgConnection};
 use uuid::Uuid;
 
@@ -64,21 +63,12 @@ struct Args {
 /// the changes, a half move a point, a third rename one and a sixth delete one.
 const CHANGE_PERCENT: u64 = 15;
 
-/// Memory for each index build, as the read benchmark and `rebuild` use.
-const INDEX_BUILD_MEMORY: &str = "256MB";
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let places = read_places_file(&args.places, None)?;
     database::recreate(&args.database_url, &args.database).await?;
     let database_url = database::database_url(&args.database_url, &args.database)?;
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&database_url)
-        .await
-        .context("connecting to the benchmark database")?;
-    projector::migrate(&pool).await?;
 
     let tag = Uuid::now_v7().simple().to_string();
     let nats = NatsConfig {
@@ -262,7 +252,8 @@ async fn publish(
 
 /// Copies the rebuilt `points` out, then times loading them back with COPY two ways: into an
 /// empty table that already has every index of `points`, and into a bare table whose indexes
-/// are built afterwards (what the rebuild does).
+/// are built afterwards (as the rebuild builds them, but without its rewrite of the rows in
+/// spatial order: the baseline is the plainest load of the same rows).
 async fn copy_baselines(conn: &mut PgConnection) -> anyhow::Result<(Duration, Duration)> {
     const COLUMNS: &str = "id, name, geom, properties, version, last_seq, created_at, updated_at";
     let mut out = conn
@@ -274,7 +265,8 @@ async fn copy_baselines(conn: &mut PgConnection) -> anyhow::Result<(Duration, Du
     }
     drop(out);
     sqlx::query(&format!(
-        "SET maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"
+        "SET maintenance_work_mem = '{}'",
+        projector::INDEX_BUILD_MEMORY
     ))
     .execute(&mut *conn)
     .await?;
@@ -300,19 +292,10 @@ async fn copy_baselines(conn: &mut PgConnection) -> anyhow::Result<(Duration, Du
     let started = Instant::now();
     copy_in(conn, "copy_bare", COLUMNS, &chunks).await?;
     for (n, definition) in definitions.iter().enumerate() {
-        let (_, method) = definition
-            .split_once(" USING ")
-            .context("an index definition")?;
-        let unique = if definition.starts_with("CREATE UNIQUE") {
-            "UNIQUE "
-        } else {
-            ""
-        };
-        sqlx::query(&format!(
-            "CREATE {unique}INDEX copy_bare_{n} ON copy_bare USING {method}"
-        ))
-        .execute(&mut *conn)
-        .await?;
+        let statement =
+            projector::index_statement(definition, &format!("copy_bare_{n}"), "copy_bare")
+                .context("an index definition")?;
+        sqlx::query(&statement).execute(&mut *conn).await?;
     }
     let then_index = started.elapsed();
     for table in ["copy_indexed", "copy_bare"] {
