@@ -317,9 +317,9 @@ async fn load_states(
     if stored.is_empty() {
         return Ok(track(states));
     }
-    let rows: Vec<StoredRow> = sqlx::query_as(&format!(
-        "SELECT id, name, ST_X(geom), ST_Y(geom), properties::text, version, last_seq,
-                created_at, updated_at
+    let rows: Vec<PointRow> = sqlx::query_as(&format!(
+        "SELECT id, name, ST_X(geom) AS longitude, ST_Y(geom) AS latitude,
+                properties::text AS properties, version, last_seq, created_at, updated_at
          FROM {} WHERE id = ANY($1)",
         tables.points
     ))
@@ -327,17 +327,6 @@ async fn load_states(
     .fetch_all(&mut *tx)
     .await?;
     for row in rows {
-        let row = PointRow {
-            id: row.0,
-            name: row.1,
-            longitude: row.2,
-            latitude: row.3,
-            properties: row.4,
-            version: row.5,
-            last_seq: row.6,
-            created_at: row.7,
-            updated_at: row.8,
-        };
         states.insert(row.id, PointState::Live(row));
     }
     let tombstones: Vec<(Uuid, i64, DateTime<Utc>)> = sqlx::query_as(&format!(
@@ -373,18 +362,6 @@ fn track(states: HashMap<Uuid, PointState>) -> HashMap<Uuid, Tracked> {
         })
         .collect()
 }
-
-type StoredRow = (
-    Uuid,
-    String,
-    f64,
-    f64,
-    String,
-    i64,
-    i64,
-    DateTime<Utc>,
-    DateTime<Utc>,
-);
 
 /// Writes the points whose state changed: live rows upserted in one statement, deleted
 /// points removed and tombstoned in two.

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use geoledger_common::event::{EventEnvelope, PointEvent};
 
 /// A point's row in the read model.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub(crate) struct PointRow {
     pub(crate) id: Uuid,
     pub(crate) name: String,

@@ -169,8 +169,15 @@ async fn build_index(conn: &mut PgConnection, index: &str, statement: &str) -> a
     Ok(())
 }
 
-/// The live tables of the projection, in the order they are locked.
-const LIVE_TABLES: [&str; 3] = ["points", "point_tombstones", "parked_points"];
+/// Each live table of the projection with its shadow, in the order they are locked.
+fn table_pairs() -> [(String, String); 3] {
+    let (live, shadow) = (Tables::live(), shadow_tables());
+    [
+        (live.points, shadow.points),
+        (live.tombstones, shadow.tombstones),
+        (live.parked, shadow.parked),
+    ]
+}
 
 /// What `rebuild` is asked for.
 #[derive(Debug, Clone, clap::Args)]
@@ -392,12 +399,7 @@ async fn swap(
         Run::TimedOut => return Ok(Swap::Busy),
         Run::Reached | Run::Ended => {}
     }
-    let shadow = shadow_tables();
-    for (live_table, shadow_table) in
-        LIVE_TABLES
-            .iter()
-            .zip([&shadow.points, &shadow.tombstones, &shadow.parked])
-    {
+    for (live_table, shadow_table) in &table_pairs() {
         let (a, b) = (
             columns(&mut live, live_table).await?,
             columns(&mut live, shadow_table).await?,
@@ -410,7 +412,7 @@ async fn swap(
     }
     if let Err(error) = sqlx::query(&format!(
         "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
-        LIVE_TABLES.join(", ")
+        table_pairs().map(|(live, _)| live).join(", ")
     ))
     .execute(&mut *live)
     .await
@@ -420,11 +422,7 @@ async fn swap(
         }
         return Err(error).context("locking the live tables");
     }
-    for (live_table, shadow_table) in
-        LIVE_TABLES
-            .iter()
-            .zip([&shadow.points, &shadow.tombstones, &shadow.parked])
-    {
+    for (live_table, shadow_table) in &table_pairs() {
         let indexes: Vec<String> = sqlx::query_scalar(
             "SELECT indexname::text FROM pg_indexes
              WHERE schemaname = current_schema() AND tablename = $1",
@@ -518,13 +516,8 @@ async fn prepare_shadow(conn: &mut PgConnection) -> anyhow::Result<u64> {
         return Ok(seq);
     }
     drop_shadow(conn).await?;
-    let shadow = shadow_tables();
     let mut tx = conn.begin().await?;
-    for (live, shadow) in
-        LIVE_TABLES
-            .iter()
-            .zip([&shadow.points, &shadow.tombstones, &shadow.parked])
-    {
+    for (live, shadow) in &table_pairs() {
         create_like(&mut tx, live, shadow, SUFFIX).await?;
     }
     apply::set_checkpoint(&mut tx, SHADOW_CHECKPOINT, 0).await?;
@@ -585,12 +578,7 @@ pub(crate) async fn create_like(
 /// planner's statistics. An index already there (a rebuild interrupted after building it) is
 /// kept.
 async fn build_shadow_indexes(conn: &mut PgConnection) -> anyhow::Result<()> {
-    let shadow = shadow_tables();
-    for (live, shadow) in
-        LIVE_TABLES
-            .iter()
-            .zip([&shadow.points, &shadow.tombstones, &shadow.parked])
-    {
+    for (live, shadow) in &table_pairs() {
         let indexes: Vec<(String, String)> = sqlx::query_as(
             "SELECT i.relname::text, pg_get_indexdef(i.oid)
              FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid

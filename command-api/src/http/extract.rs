@@ -7,6 +7,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use uuid::Uuid;
 
 use geoledger_common::event::Metadata;
 use geoledger_common::point::FieldError;
@@ -44,17 +45,19 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
     Ok(Some(key))
 }
 
-/// The `{id}` segment of a point's path, percent-decoded but not yet read as a UUID. A segment
-/// that does not even decode to text (`%80`) names no point either, so it is a 404 problem
-/// like any other id that is not a UUID, not axum's plain-text 400.
-pub(crate) struct PathId(pub(crate) String);
+/// The `{id}` segment of a point's path, read as a UUID. A segment that is not one, or that
+/// does not even decode to text (`%80`), names no point: a 404 problem, not axum's
+/// plain-text 400.
+pub(crate) struct PathId(pub(crate) Uuid);
 
 impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<String>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(id)) => Ok(Self(id)),
+            Ok(axum::extract::Path(raw)) => Uuid::parse_str(&raw).map(Self).map_err(|_| {
+                ApiError::NotFound(format!("no point has the id {raw:?}: it is not a UUID"))
+            }),
             Err(PathRejection::FailedToDeserializePathParams(e)) => Err(ApiError::NotFound(
                 format!("no point has this id: {}", e.body_text()),
             )),

@@ -67,15 +67,14 @@ pub(super) async fn refuse_oversized(
     } else {
         limits.body
     };
-    match content_length(request.headers()) {
-        Some(length) if length > limit as u64 => {}
+    let length = match content_length(request.headers()) {
+        Some(length) if length > limit as u64 => length,
         _ => return next.run(request).await,
-    }
+    };
     let mut response = ApiError::PayloadTooLarge.into_response();
     if expects_continue(request.headers()) {
         return response;
     }
-    let length = content_length(request.headers()).unwrap_or(u64::MAX);
     if length > MAX_DRAINED_BYTES {
         response
             .headers_mut()

@@ -241,7 +241,6 @@ async fn patch_point(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = point_id(&id)?;
     record_point(id);
     let key = idempotency_key(&headers)?;
     let precondition = if_match(&headers)?;
@@ -273,7 +272,6 @@ async fn delete_point(
     PathId(id): PathId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = point_id(&id)?;
     record_point(id);
     let key = idempotency_key(&headers)?;
     let precondition = if_match(&headers)?;
@@ -323,7 +321,6 @@ async fn get_history(
     State(publisher): State<Publisher>,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let id = point_id(&id)?;
     record_point(id);
     let events = publisher.history(id).await.map_err(read_failure)?;
     if events.is_empty() {
@@ -518,11 +515,6 @@ async fn current(publisher: &Publisher, id: Uuid) -> Result<(u64, u64), ApiError
 /// the same outcome for the same request, not for any request.
 fn same_write(first: &EventEnvelope, retry: &EventEnvelope) -> bool {
     first.event_type == retry.event_type && first.data == retry.data
-}
-
-fn point_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw)
-        .map_err(|_| ApiError::NotFound(format!("no point has the id {raw:?}: it is not a UUID")))
 }
 
 pub(super) fn validation(error: NewPointError) -> ApiError {
