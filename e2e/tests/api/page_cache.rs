@@ -6,23 +6,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{Accepted, PointDto, TestApp, sample_places, spawn_app};
+use crate::helpers::{Accepted, PointDto, TestApp, sample_places, scrape, spawn_app, value};
 
 /// `geoledger_query_page_reads_total{source="<source>"}`, 0 while it has not appeared.
 async fn page_reads(app: &TestApp, source: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.query.url("/metrics"))
-        .send()
-        .await
-        .expect("query-api serves /metrics")
-        .text()
-        .await
-        .expect("a text body");
-    let series = format!("geoledger_query_page_reads_total{{source=\"{source}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .map_or(0.0, |value| value.trim().parse().expect("a sample value"))
+    let samples = scrape(&app.http, &app.query.url("/metrics")).await;
+    value(
+        &samples,
+        "geoledger_query_page_reads_total",
+        &[("source", source)],
+    )
+    .unwrap_or(0.0)
 }
 
 async fn newest(app: &TestApp, query: &str) -> Vec<PointDto> {
