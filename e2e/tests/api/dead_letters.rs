@@ -25,15 +25,6 @@ fn creation(point: Uuid, name: &str) -> Vec<u8> {
     EventEnvelope::point_created(point, &point_data, Metadata::default()).to_vec()
 }
 
-fn projector_config(app: &TestApp) -> projector::Config {
-    let database = app.database_config(2);
-    projector::Config::new(
-        app.nats.clone(),
-        database,
-        "127.0.0.1:0".parse().expect("a literal address"),
-    )
-}
-
 async fn rows(app: &TestApp, id: Uuid) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM points WHERE id = $1")
         .bind(id)
@@ -63,7 +54,7 @@ async fn garbage_is_dead_lettered_its_point_parked_and_other_points_carry_on() {
         0,
         "the later event of the point is parked"
     );
-    let letters = projector::dead_letters(&projector_config(&app))
+    let letters = projector::dead_letters(&app.owner_projector_config(2))
         .await
         .unwrap();
     assert_eq!(letters.len(), 2);
@@ -93,13 +84,13 @@ async fn garbage_is_dead_lettered_its_point_parked_and_other_points_carry_on() {
 
     // Without permission to skip, the unreadable letter blocks the re-drive and nothing moves.
     assert!(
-        projector::redrive(&projector_config(&app), poisoned, false)
+        projector::redrive(&app.owner_projector_config(2), poisoned, false)
             .await
             .is_err()
     );
     assert_eq!(rows(&app, poisoned).await, 0);
 
-    let applied = projector::redrive(&projector_config(&app), poisoned, true)
+    let applied = projector::redrive(&app.owner_projector_config(2), poisoned, true)
         .await
         .unwrap();
     assert_eq!(applied, 1);
@@ -109,7 +100,7 @@ async fn garbage_is_dead_lettered_its_point_parked_and_other_points_carry_on() {
         "the parked creation is applied"
     );
     assert!(
-        projector::dead_letters(&projector_config(&app))
+        projector::dead_letters(&app.owner_projector_config(2))
             .await
             .unwrap()
             .is_empty()
@@ -157,7 +148,7 @@ async fn a_creation_the_read_model_cannot_store_is_refused_and_dead_lettered() {
     app.wait_projected(last).await;
     assert_eq!(rows(&app, healthy).await, 1, "the stream moves on past it");
     assert_eq!(rows(&app, poisoned).await, 0);
-    let letters = projector::dead_letters(&projector_config(&app))
+    let letters = projector::dead_letters(&app.owner_projector_config(2))
         .await
         .unwrap();
     assert_eq!(letters.len(), 1);
@@ -184,7 +175,7 @@ async fn an_event_with_a_version_out_of_range_is_dead_lettered() {
         1,
         "the stream moves on past them"
     );
-    let letters = projector::dead_letters(&projector_config(&app))
+    let letters = projector::dead_letters(&app.owner_projector_config(2))
         .await
         .unwrap();
     assert_eq!(letters.len(), 2);

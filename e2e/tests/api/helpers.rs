@@ -359,6 +359,16 @@ impl TestApp {
         as_login(&self.database_url, PROJECTOR_LOGIN, max_connections)
     }
 
+    /// A projector configuration on the test's stream and database as the tables' owner, for
+    /// the projector's commands (rebuild, replay, dead letters); listens on a free port.
+    pub(crate) fn owner_projector_config(&self, max_connections: u32) -> projector::Config {
+        projector::Config::new(
+            self.nats.clone(),
+            self.database_config(max_connections),
+            loopback(),
+        )
+    }
+
     pub(crate) fn spec(&self) -> StreamSpec {
         self.nats.stream_spec()
     }
