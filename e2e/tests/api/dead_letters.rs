@@ -9,16 +9,6 @@ use geoledger_common::point::NewPoint;
 
 use crate::helpers::{TestApp, spawn_app};
 
-async fn publish_raw(app: &TestApp, point: Uuid, payload: Vec<u8>) -> u64 {
-    let subject = app.spec().subject_for(point);
-    let ack = app
-        .js
-        .publish(subject, payload.into())
-        .await
-        .expect("NATS takes the message");
-    ack.await.expect("JetStream stores the message").sequence
-}
-
 fn creation(point: Uuid, name: &str) -> Vec<u8> {
     let body = json!({"longitude": 10.75, "latitude": 59.91, "name": name}).to_string();
     let point_data = NewPoint::from_json(body.as_bytes()).expect("a valid point");
@@ -39,9 +29,12 @@ async fn garbage_is_dead_lettered_its_point_parked_and_other_points_carry_on() {
     let poisoned = Uuid::now_v7();
     let healthy = Uuid::now_v7();
 
-    publish_raw(&app, poisoned, b"{\"this is\": not an event".to_vec()).await;
-    publish_raw(&app, healthy, creation(healthy, "Oslo")).await;
-    let last = publish_raw(&app, poisoned, creation(poisoned, "Bergen")).await;
+    app.publish_raw(poisoned, b"{\"this is\": not an event".to_vec())
+        .await;
+    app.publish_raw(healthy, creation(healthy, "Oslo")).await;
+    let last = app
+        .publish_raw(poisoned, creation(poisoned, "Bergen"))
+        .await;
     app.wait_projected(last).await;
 
     assert_eq!(
@@ -115,7 +108,7 @@ async fn garbage_is_dead_lettered_its_point_parked_and_other_points_carry_on() {
         2,
         Metadata::default(),
     );
-    let last = publish_raw(&app, poisoned, rename.to_vec()).await;
+    let last = app.publish_raw(poisoned, rename.to_vec()).await;
     app.wait_projected(last).await;
     let name: String = sqlx::query_scalar("SELECT name FROM points WHERE id = $1")
         .bind(poisoned)
@@ -141,9 +134,10 @@ async fn a_creation_the_read_model_cannot_store_is_refused_and_dead_lettered() {
     let mut stored: serde_json::Value =
         serde_json::from_slice(&creation(poisoned, "Bergen")).unwrap();
     stored["data"]["properties"] = json!({"note": "a\u{0}b"});
-    publish_raw(&app, poisoned, serde_json::to_vec(&stored).unwrap()).await;
+    app.publish_raw(poisoned, serde_json::to_vec(&stored).unwrap())
+        .await;
     let healthy = Uuid::now_v7();
-    let last = publish_raw(&app, healthy, creation(healthy, "Oslo")).await;
+    let last = app.publish_raw(healthy, creation(healthy, "Oslo")).await;
 
     app.wait_projected(last).await;
     assert_eq!(rows(&app, healthy).await, 1, "the stream moves on past it");
@@ -164,10 +158,11 @@ async fn an_event_with_a_version_out_of_range_is_dead_lettered() {
         let mut stored: serde_json::Value =
             serde_json::from_slice(&creation(poisoned, "Bergen")).unwrap();
         stored["aggregate_version"] = version;
-        publish_raw(&app, poisoned, serde_json::to_vec(&stored).unwrap()).await;
+        app.publish_raw(poisoned, serde_json::to_vec(&stored).unwrap())
+            .await;
     }
     let healthy = Uuid::now_v7();
-    let last = publish_raw(&app, healthy, creation(healthy, "Oslo")).await;
+    let last = app.publish_raw(healthy, creation(healthy, "Oslo")).await;
 
     app.wait_projected(last).await;
     assert_eq!(

@@ -409,10 +409,30 @@ impl TestApp {
 
     /// Number of messages in the test's stream (0 if it does not exist yet).
     pub(crate) async fn stream_messages(&self) -> u64 {
+        self.stream_state().await.0
+    }
+
+    /// The test stream's message count and last sequence ((0, 0) if it does not exist yet).
+    pub(crate) async fn stream_state(&self) -> (u64, u64) {
         match self.js.get_stream(&self.nats.stream).await {
-            Ok(mut stream) => stream.info().await.expect("stream info").state.messages,
-            Err(_) => 0,
+            Ok(mut stream) => {
+                let info = stream.info().await.expect("stream info");
+                (info.state.messages, info.state.last_sequence)
+            }
+            Err(_) => (0, 0),
         }
+    }
+
+    /// Publishes `payload` as it is, unchecked, on the subject of `point` in the test's stream,
+    /// and returns the sequence JetStream stored it at.
+    pub(crate) async fn publish_raw(&self, point: Uuid, payload: Vec<u8>) -> u64 {
+        self.js
+            .publish(self.spec().subject_for(point), payload.into())
+            .await
+            .expect("NATS takes the message")
+            .await
+            .expect("JetStream stores the message")
+            .sequence
     }
 
     pub(crate) async fn checkpoint(&self) -> u64 {
@@ -423,15 +443,30 @@ impl TestApp {
 
     /// Waits until the projection has applied everything up to `sequence`.
     pub(crate) async fn wait_projected(&self, sequence: u64) {
+        if let Err(stuck) = self.try_wait_projected(sequence, PROJECTION_WAIT).await {
+            panic!("{stuck}");
+        }
+    }
+
+    /// Waits up to `limit` for the projection to apply everything up to `sequence`; says
+    /// where it is stuck otherwise, for a caller that fails in its own way (a property test's
+    /// case rather than a panic).
+    pub(crate) async fn try_wait_projected(
+        &self,
+        sequence: u64,
+        limit: Duration,
+    ) -> Result<(), String> {
         let start = Instant::now();
         while self.checkpoint().await < sequence {
-            assert!(
-                start.elapsed() < PROJECTION_WAIT,
-                "projection stuck at {} while waiting for {sequence}",
-                self.checkpoint().await
-            );
+            if start.elapsed() >= limit {
+                return Err(format!(
+                    "the projection is stuck at {} below {sequence}",
+                    self.checkpoint().await
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        Ok(())
     }
 
     /// GETs one point through `base` (a query-api or HAProxy).
