@@ -398,6 +398,13 @@ impl TestApp {
         self.post_point_to(&self.command.url(""), point).await
     }
 
+    /// POSTs a point as JSON to command-api, which must accept it, and returns the acceptance.
+    pub(crate) async fn create_point(&self, point: &Value) -> Accepted {
+        let response = self.post_point(point).await;
+        assert_eq!(response.status(), 202, "{point} is accepted");
+        response.json().await.expect("an accepted write's body")
+    }
+
     pub(crate) async fn post_point_to(&self, base: &str, point: &Value) -> reqwest::Response {
         self.http
             .post(format!("{base}/point"))

@@ -44,11 +44,8 @@ async fn assert_refused(pool: &PgPool, role: &str, statements: &[&str]) {
 }
 
 async fn create_point(app: &TestApp, name: &str) -> Accepted {
-    let response = app
-        .post_point(&json!({"longitude": 24.94, "latitude": 60.17, "name": name}))
-        .await;
-    assert_eq!(response.status(), 202);
-    response.json().await.expect("an accepted body")
+    app.create_point(&json!({"longitude": 24.94, "latitude": 60.17, "name": name}))
+        .await
 }
 
 async fn list_points(app: &TestApp) -> Vec<PointDto> {
