@@ -37,8 +37,8 @@ const MAX_ATTEMPTS: u32 = 200;
 /// past the fault's recovery.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
 
-/// One fault the run injects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One fault the run injects; on the `faults` command line, by its name in lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Fault {
     /// `kill -9` the projector, start it again.
     Projector,
@@ -406,10 +406,7 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
         bail!("no places to write");
     }
     let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = &config.token {
-        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-            .context("the API token is not a valid header value")?;
-        value.set_sensitive(true);
+    if let Some(value) = crate::bearer(config.token.as_deref())? {
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
     let client = reqwest::Client::builder()
