@@ -294,7 +294,8 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "| fault | writes accepted | writes projected | duplicates | lost | read errors (in fault window) | write retries |"
+            "| fault | writes accepted | writes projected | duplicates | lost \
+             | read errors (in fault window) | write retries |"
         )?;
         writeln!(f, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")?;
         for phase in &self.phases {
@@ -320,7 +321,8 @@ impl fmt::Display for Report {
         let retries: u64 = self.phases.iter().map(|p| p.write_retries).sum();
         writeln!(
             f,
-            "| all (final check) | {} | {} | {} | {} | {errors} of {reads} ({window}) | {retries} |",
+            "| all (final check) | {} | {} | {} | {} \
+             | {errors} of {reads} ({window}) | {retries} |",
             t.accepted, t.projected, t.duplicates, t.lost,
         )?;
         writeln!(f)?;

@@ -595,7 +595,10 @@ impl OwnNats {
         std::fs::write(
             &config,
             format!(
-                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n",
+                "tls {{\n  cert_file: \"{}\"\
+                 \n  key_file: \"{}\"\
+                 \n  ca_file: \"{}\"\
+                 \n  verify: true\n}}\n",
                 dir.join("server.pem").display(),
                 dir.join("server.key").display(),
                 dir.join("ca.pem").display(),
@@ -686,15 +689,17 @@ impl OwnNats {
 
 /// A throwaway certificate authority, a server certificate for 127.0.0.1 and a client
 /// certificate, each valid for a day.
-const MAKE_TEST_CERTIFICATES: &str = r"
+const MAKE_TEST_CERTIFICATES: &str = "
 key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1 2>/dev/null; }
 key ca.key; key server.key; key client.key
 openssl req -x509 -new -key ca.key -out ca.pem -days 1 -subj /CN=geoledger-test-ca
 openssl req -new -key server.key -out server.csr -subj /CN=127.0.0.1
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1   -out server.pem -extfile <(printf 'subjectAltName=IP:127.0.0.1
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1   \
+    -out server.pem -extfile <(printf 'subjectAltName=IP:127.0.0.1
 extendedKeyUsage=serverAuth')
 openssl req -new -key client.key -out client.csr -subj /CN=geoledger-test-client
-openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1   -out client.pem -extfile <(printf 'extendedKeyUsage=clientAuth')
+openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1   \
+    -out client.pem -extfile <(printf 'extendedKeyUsage=clientAuth')
 ";
 
 async fn wait_for_port(port: u16) {
@@ -789,8 +794,9 @@ impl OwnHaproxy {
 
     /// Health checks need a couple of rounds before HAProxy sends traffic; a read answered
     /// by query-api and a write refused by command-api (not by HAProxy's 503; a 401 when
-    /// command-api wants a token) show both sides are in rotation. False when the port answers with something else than JSON, i.e. is
-    /// not this HAProxy in front of these services.
+    /// command-api wants a token) show both sides are in rotation. False when the port
+    /// answers with something else than JSON, i.e. is not this HAProxy in front of these
+    /// services.
     async fn wait_until_backends_up(&self) -> bool {
         let http = reqwest::Client::new();
         let start = Instant::now();
