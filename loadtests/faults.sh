@@ -104,14 +104,7 @@ run() {
 
   # Ports the kernel hands out as free now; the stack binds them a moment later.
   local ports
-  read -r -a ports < <(
-    python3 -c '
-import socket
-socks = [socket.socket() for _ in range(10)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))'
-  )
+  read -r -a ports < <(free_ports 10)
   export GEOLEDGER_PG_PORT=${ports[0]} GEOLEDGER_NATS_PORT=${ports[1]}
   export GEOLEDGER_NATS_MONITOR_PORT=${ports[2]} GEOLEDGER_HAPROXY_PORT=${ports[3]}
   export GEOLEDGER_HAPROXY_STATS_PORT=${ports[4]} GEOLEDGER_CMD_1_PORT=${ports[5]}

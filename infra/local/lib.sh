@@ -88,6 +88,17 @@ running_pid() {
 # True when something already accepts connections on the loopback port.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Prints COUNT loopback ports the kernel hands out as free now, on one line. They are held
+# only while this runs: whoever binds them a moment later may find one taken meanwhile.
+free_ports() {
+  python3 -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))' "$1"
+}
+
 require_free_port() {
   if port_open "$2"; then
     die "$1: 127.0.0.1:$2 is already taken by a process these scripts did not start; pick another port (see .env.example)"

@@ -19,14 +19,7 @@ locust=$LOCAL_DIR/venv/bin/locust
 [[ -x $locust ]] || die "Locust is not installed in .local/venv; run infra/local/install.sh"
 
 # Ports the kernel hands out as free now; the stack binds them a moment later.
-read -r haproxy_port stats_port cmd_port query_port projector_port < <(
-  python3 -c '
-import socket
-socks = [socket.socket() for _ in range(5)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))'
-)
+read -r haproxy_port stats_port cmd_port query_port projector_port < <(free_ports 5)
 
 test_pg_port=${GEOLEDGER_TEST_DATABASE_URL##*:}
 test_pg_port=${test_pg_port%%/*}

@@ -37,8 +37,8 @@ const MAX_ATTEMPTS: u32 = 200;
 /// past the fault's recovery.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
 
-/// One fault the run injects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One fault the run injects; on the `faults` command line, by its name in lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Fault {
     /// `kill -9` the projector, start it again.
     Projector,
@@ -294,7 +294,8 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "| fault | writes accepted | writes projected | duplicates | lost | read errors (in fault window) | write retries |"
+            "| fault | writes accepted | writes projected | duplicates | lost \
+             | read errors (in fault window) | write retries |"
         )?;
         writeln!(f, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")?;
         for phase in &self.phases {
@@ -320,7 +321,8 @@ impl fmt::Display for Report {
         let retries: u64 = self.phases.iter().map(|p| p.write_retries).sum();
         writeln!(
             f,
-            "| all (final check) | {} | {} | {} | {} | {errors} of {reads} ({window}) | {retries} |",
+            "| all (final check) | {} | {} | {} | {} \
+             | {errors} of {reads} ({window}) | {retries} |",
             t.accepted, t.projected, t.duplicates, t.lost,
         )?;
         writeln!(f)?;
@@ -406,10 +408,7 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
         bail!("no places to write");
     }
     let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = &config.token {
-        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-            .context("the API token is not a valid header value")?;
-        value.set_sensitive(true);
+    if let Some(value) = crate::bearer(config.token.as_deref())? {
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
     let client = reqwest::Client::builder()

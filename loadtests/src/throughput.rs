@@ -178,14 +178,7 @@ impl Prepared {
 
     /// Sends `token` as a bearer token with every write.
     pub fn with_token(mut self, token: Option<&str>) -> anyhow::Result<Self> {
-        self.authorization = token
-            .map(|t| {
-                let mut value = http::HeaderValue::try_from(format!("Bearer {t}"))?;
-                value.set_sensitive(true);
-                Ok::<_, header::InvalidHeaderValue>(value)
-            })
-            .transpose()
-            .context("the token is not valid header text")?;
+        self.authorization = crate::bearer(token)?;
         Ok(self)
     }
 

@@ -2,8 +2,6 @@
 //! or a JWT signed with the configured key and holding the write scope. Reads stay public,
 //! and no token reaches a log line or an error body.
 
-use std::net::SocketAddr;
-
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::RequestBuilder;
 use serde_json::{Value, json};
@@ -13,7 +11,7 @@ use geoledger_common::config::Secret;
 
 use crate::capture;
 use crate::helpers::{
-    Accepted, OwnHaproxy, Running, TestApp, spawn_app, start_command_api_with,
+    Accepted, OwnHaproxy, Running, TestApp, loopback, spawn_app, start_command_api_with,
     start_query_api_with, wait_for_status,
 };
 
@@ -36,10 +34,6 @@ async fn guarded_command_api(app: &TestApp, tokens: &tempfile::TempDir) -> Runni
     let command = start_command_api_with(config).await;
     wait_for_status(&app.http, &command.url("/status")).await;
     command
-}
-
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().expect("a literal socket address")
 }
 
 fn jwt(claims: &Value, secret: &str) -> String {

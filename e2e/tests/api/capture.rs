@@ -66,15 +66,31 @@ pub(crate) fn install() {
     });
 }
 
-/// The spans received so far, after asking for the ended ones to be sent now.
-pub(crate) fn spans() -> Vec<ReceivedSpan> {
+/// The spans received so far that `wanted` picks, after asking for the ended ones to be sent
+/// now. The spans of every test in the process are kept, so they are filtered under the lock
+/// and only the picked ones copied.
+pub(crate) fn spans_where(wanted: impl Fn(&ReceivedSpan) -> bool) -> Vec<ReceivedSpan> {
     if let Some(telemetry) = TELEMETRY.get() {
         telemetry.flush();
     }
     SPANS
         .lock()
         .expect("no test panics holding the spans")
-        .clone()
+        .iter()
+        .filter(|span| wanted(span))
+        .cloned()
+        .collect()
+}
+
+/// The log lines written so far that contain `text`, filtered under the lock.
+pub(crate) fn lines_containing(text: &str) -> Vec<String> {
+    LINES
+        .lock()
+        .expect("no test panics holding the lines")
+        .iter()
+        .filter(|line| line.contains(text))
+        .cloned()
+        .collect()
 }
 
 /// Every log line written so far.

@@ -9,29 +9,10 @@ use geoledger_common::point::NewPoint;
 
 use crate::helpers::{TestApp, spawn_app};
 
-async fn publish_raw(app: &TestApp, point: Uuid, payload: Vec<u8>) -> u64 {
-    let subject = app.spec().subject_for(point);
-    let ack = app
-        .js
-        .publish(subject, payload.into())
-        .await
-        .expect("NATS takes the message");
-    ack.await.expect("JetStream stores the message").sequence
-}
-
 fn creation(point: Uuid, name: &str) -> Vec<u8> {
     let body = json!({"longitude": 10.75, "latitude": 59.91, "name": name}).to_string();
     let point_data = NewPoint::from_json(body.as_bytes()).expect("a valid point");
     EventEnvelope::point_created(point, &point_data, Metadata::default()).to_vec()
-}
-
-fn projector_config(app: &TestApp) -> projector::Config {
-    let database = app.database_config(2);
-    projector::Config::new(
-        app.nats.clone(),
-        database,
-        "127.0.0.1:0".parse().expect("a literal address"),
-    )
 }
 
 async fn rows(app: &TestApp, id: Uuid) -> i64 {
@@ -48,9 +29,12 @@ async fn garbage_is_dead_lettered_its_point_parked_and_other_points_carry_on() {
     let poisoned = Uuid::now_v7();
     let healthy = Uuid::now_v7();
 
-    publish_raw(&app, poisoned, b"{\"this is\": not an event".to_vec()).await;
-    publish_raw(&app, healthy, creation(healthy, "Oslo")).await;
-    let last = publish_raw(&app, poisoned, creation(poisoned, "Bergen")).await;
+    app.publish_raw(poisoned, b"{\"this is\": not an event".to_vec())
+        .await;
+    app.publish_raw(healthy, creation(healthy, "Oslo")).await;
+    let last = app
+        .publish_raw(poisoned, creation(poisoned, "Bergen"))
+        .await;
     app.wait_projected(last).await;
 
     assert_eq!(
@@ -63,7 +47,7 @@ async fn garbage_is_dead_lettered_its_point_parked_and_other_points_carry_on() {
         0,
         "the later event of the point is parked"
     );
-    let letters = projector::dead_letters(&projector_config(&app))
+    let letters = projector::dead_letters(&app.owner_projector_config(2))
         .await
         .unwrap();
     assert_eq!(letters.len(), 2);
@@ -93,13 +77,13 @@ async fn garbage_is_dead_lettered_its_point_parked_and_other_points_carry_on() {
 
     // Without permission to skip, the unreadable letter blocks the re-drive and nothing moves.
     assert!(
-        projector::redrive(&projector_config(&app), poisoned, false)
+        projector::redrive(&app.owner_projector_config(2), poisoned, false)
             .await
             .is_err()
     );
     assert_eq!(rows(&app, poisoned).await, 0);
 
-    let applied = projector::redrive(&projector_config(&app), poisoned, true)
+    let applied = projector::redrive(&app.owner_projector_config(2), poisoned, true)
         .await
         .unwrap();
     assert_eq!(applied, 1);
@@ -109,7 +93,7 @@ async fn garbage_is_dead_lettered_its_point_parked_and_other_points_carry_on() {
         "the parked creation is applied"
     );
     assert!(
-        projector::dead_letters(&projector_config(&app))
+        projector::dead_letters(&app.owner_projector_config(2))
             .await
             .unwrap()
             .is_empty()
@@ -124,7 +108,7 @@ async fn garbage_is_dead_lettered_its_point_parked_and_other_points_carry_on() {
         2,
         Metadata::default(),
     );
-    let last = publish_raw(&app, poisoned, rename.to_vec()).await;
+    let last = app.publish_raw(poisoned, rename.to_vec()).await;
     app.wait_projected(last).await;
     let name: String = sqlx::query_scalar("SELECT name FROM points WHERE id = $1")
         .bind(poisoned)
@@ -150,14 +134,15 @@ async fn a_creation_the_read_model_cannot_store_is_refused_and_dead_lettered() {
     let mut stored: serde_json::Value =
         serde_json::from_slice(&creation(poisoned, "Bergen")).unwrap();
     stored["data"]["properties"] = json!({"note": "a\u{0}b"});
-    publish_raw(&app, poisoned, serde_json::to_vec(&stored).unwrap()).await;
+    app.publish_raw(poisoned, serde_json::to_vec(&stored).unwrap())
+        .await;
     let healthy = Uuid::now_v7();
-    let last = publish_raw(&app, healthy, creation(healthy, "Oslo")).await;
+    let last = app.publish_raw(healthy, creation(healthy, "Oslo")).await;
 
     app.wait_projected(last).await;
     assert_eq!(rows(&app, healthy).await, 1, "the stream moves on past it");
     assert_eq!(rows(&app, poisoned).await, 0);
-    let letters = projector::dead_letters(&projector_config(&app))
+    let letters = projector::dead_letters(&app.owner_projector_config(2))
         .await
         .unwrap();
     assert_eq!(letters.len(), 1);
@@ -173,10 +158,11 @@ async fn an_event_with_a_version_out_of_range_is_dead_lettered() {
         let mut stored: serde_json::Value =
             serde_json::from_slice(&creation(poisoned, "Bergen")).unwrap();
         stored["aggregate_version"] = version;
-        publish_raw(&app, poisoned, serde_json::to_vec(&stored).unwrap()).await;
+        app.publish_raw(poisoned, serde_json::to_vec(&stored).unwrap())
+            .await;
     }
     let healthy = Uuid::now_v7();
-    let last = publish_raw(&app, healthy, creation(healthy, "Oslo")).await;
+    let last = app.publish_raw(healthy, creation(healthy, "Oslo")).await;
 
     app.wait_projected(last).await;
     assert_eq!(
@@ -184,7 +170,7 @@ async fn an_event_with_a_version_out_of_range_is_dead_lettered() {
         1,
         "the stream moves on past them"
     );
-    let letters = projector::dead_letters(&projector_config(&app))
+    let letters = projector::dead_letters(&app.owner_projector_config(2))
         .await
         .unwrap();
     assert_eq!(letters.len(), 2);

@@ -1,5 +1,6 @@
 //! `spawn_app()` and the `TestApp` every test drives.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -358,6 +359,16 @@ impl TestApp {
         as_login(&self.database_url, PROJECTOR_LOGIN, max_connections)
     }
 
+    /// A projector configuration on the test's stream and database as the tables' owner, for
+    /// the projector's commands (rebuild, replay, dead letters); listens on a free port.
+    pub(crate) fn owner_projector_config(&self, max_connections: u32) -> projector::Config {
+        projector::Config::new(
+            self.nats.clone(),
+            self.database_config(max_connections),
+            loopback(),
+        )
+    }
+
     pub(crate) fn spec(&self) -> StreamSpec {
         self.nats.stream_spec()
     }
@@ -387,6 +398,13 @@ impl TestApp {
         self.post_point_to(&self.command.url(""), point).await
     }
 
+    /// POSTs a point as JSON to command-api, which must accept it, and returns the acceptance.
+    pub(crate) async fn create_point(&self, point: &Value) -> Accepted {
+        let response = self.post_point(point).await;
+        assert_eq!(response.status(), 202, "{point} is accepted");
+        response.json().await.expect("an accepted write's body")
+    }
+
     pub(crate) async fn post_point_to(&self, base: &str, point: &Value) -> reqwest::Response {
         self.http
             .post(format!("{base}/point"))
@@ -398,10 +416,30 @@ impl TestApp {
 
     /// Number of messages in the test's stream (0 if it does not exist yet).
     pub(crate) async fn stream_messages(&self) -> u64 {
+        self.stream_state().await.0
+    }
+
+    /// The test stream's message count and last sequence ((0, 0) if it does not exist yet).
+    pub(crate) async fn stream_state(&self) -> (u64, u64) {
         match self.js.get_stream(&self.nats.stream).await {
-            Ok(mut stream) => stream.info().await.expect("stream info").state.messages,
-            Err(_) => 0,
+            Ok(mut stream) => {
+                let info = stream.info().await.expect("stream info");
+                (info.state.messages, info.state.last_sequence)
+            }
+            Err(_) => (0, 0),
         }
+    }
+
+    /// Publishes `payload` as it is, unchecked, on the subject of `point` in the test's stream,
+    /// and returns the sequence JetStream stored it at.
+    pub(crate) async fn publish_raw(&self, point: Uuid, payload: Vec<u8>) -> u64 {
+        self.js
+            .publish(self.spec().subject_for(point), payload.into())
+            .await
+            .expect("NATS takes the message")
+            .await
+            .expect("JetStream stores the message")
+            .sequence
     }
 
     pub(crate) async fn checkpoint(&self) -> u64 {
@@ -412,15 +450,30 @@ impl TestApp {
 
     /// Waits until the projection has applied everything up to `sequence`.
     pub(crate) async fn wait_projected(&self, sequence: u64) {
+        if let Err(stuck) = self.try_wait_projected(sequence, PROJECTION_WAIT).await {
+            panic!("{stuck}");
+        }
+    }
+
+    /// Waits up to `limit` for the projection to apply everything up to `sequence`; says
+    /// where it is stuck otherwise, for a caller that fails in its own way (a property test's
+    /// case rather than a panic).
+    pub(crate) async fn try_wait_projected(
+        &self,
+        sequence: u64,
+        limit: Duration,
+    ) -> Result<(), String> {
         let start = Instant::now();
         while self.checkpoint().await < sequence {
-            assert!(
-                start.elapsed() < PROJECTION_WAIT,
-                "projection stuck at {} while waiting for {sequence}",
-                self.checkpoint().await
-            );
+            if start.elapsed() >= limit {
+                return Err(format!(
+                    "the projection is stuck at {} below {sequence}",
+                    self.checkpoint().await
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        Ok(())
     }
 
     /// GETs one point through `base` (a query-api or HAProxy).
@@ -542,7 +595,10 @@ impl OwnNats {
         std::fs::write(
             &config,
             format!(
-                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n",
+                "tls {{\n  cert_file: \"{}\"\
+                 \n  key_file: \"{}\"\
+                 \n  ca_file: \"{}\"\
+                 \n  verify: true\n}}\n",
                 dir.join("server.pem").display(),
                 dir.join("server.key").display(),
                 dir.join("ca.pem").display(),
@@ -633,15 +689,17 @@ impl OwnNats {
 
 /// A throwaway certificate authority, a server certificate for 127.0.0.1 and a client
 /// certificate, each valid for a day.
-const MAKE_TEST_CERTIFICATES: &str = r"
+const MAKE_TEST_CERTIFICATES: &str = "
 key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1 2>/dev/null; }
 key ca.key; key server.key; key client.key
 openssl req -x509 -new -key ca.key -out ca.pem -days 1 -subj /CN=geoledger-test-ca
 openssl req -new -key server.key -out server.csr -subj /CN=127.0.0.1
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1   -out server.pem -extfile <(printf 'subjectAltName=IP:127.0.0.1
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1   \
+    -out server.pem -extfile <(printf 'subjectAltName=IP:127.0.0.1
 extendedKeyUsage=serverAuth')
 openssl req -new -key client.key -out client.csr -subj /CN=geoledger-test-client
-openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1   -out client.pem -extfile <(printf 'extendedKeyUsage=clientAuth')
+openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1   \
+    -out client.pem -extfile <(printf 'extendedKeyUsage=clientAuth')
 ";
 
 async fn wait_for_port(port: u16) {
@@ -736,8 +794,9 @@ impl OwnHaproxy {
 
     /// Health checks need a couple of rounds before HAProxy sends traffic; a read answered
     /// by query-api and a write refused by command-api (not by HAProxy's 503; a 401 when
-    /// command-api wants a token) show both sides are in rotation. False when the port answers with something else than JSON, i.e. is
-    /// not this HAProxy in front of these services.
+    /// command-api wants a token) show both sides are in rotation. False when the port
+    /// answers with something else than JSON, i.e. is not this HAProxy in front of these
+    /// services.
     async fn wait_until_backends_up(&self) -> bool {
         let http = reqwest::Client::new();
         let start = Instant::now();
@@ -924,4 +983,175 @@ pub(crate) fn loopback_only(command: &mut Command) {
     ] {
         command.env_remove(proxy);
     }
+}
+
+/// One sample of a Prometheus text exposition.
+#[derive(Debug, Clone)]
+pub(crate) struct Sample {
+    pub(crate) name: String,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) value: f64,
+}
+
+/// Parses the Prometheus text format (0.0.4) strictly: every line is a `# HELP`, a `# TYPE`
+/// naming a known type, another comment, or a sample of a family whose type was declared,
+/// with well-formed labels and a number; no series appears twice.
+fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
+    let mut types: HashMap<String, String> = HashMap::new();
+    let mut seen = HashSet::new();
+    let mut samples = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let fail = |why: &str| format!("line {}: {why}: {line:?}", number + 1);
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            let mut words = comment.trim_start().splitn(3, ' ');
+            match words.next() {
+                Some("TYPE") => {
+                    let name = words.next().ok_or_else(|| fail("TYPE without a name"))?;
+                    let kind = words.next().ok_or_else(|| fail("TYPE without a type"))?;
+                    if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
+                        return Err(fail("unknown type"));
+                    }
+                    if !valid_name(name) || types.insert(name.to_owned(), kind.to_owned()).is_some()
+                    {
+                        return Err(fail("bad or repeated TYPE"));
+                    }
+                }
+                Some("HELP") => {
+                    let name = words.next().ok_or_else(|| fail("HELP without a name"))?;
+                    if !valid_name(name) {
+                        return Err(fail("bad metric name"));
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let (series, rest) = match line.find('{') {
+            Some(_) => {
+                let close = line.rfind('}').ok_or_else(|| fail("unclosed labels"))?;
+                (&line[..=close], &line[close + 1..])
+            }
+            None => line.split_once(' ').ok_or_else(|| fail("no value"))?,
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((name, labels)) => (name, parse_labels(&labels[..labels.len() - 1])?),
+            None => (series, BTreeMap::new()),
+        };
+        if !valid_name(name) {
+            return Err(fail("bad metric name"));
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                name.strip_suffix(suffix)
+                    .filter(|base| types.get(*base).is_some_and(|t| t != "counter"))
+            })
+            .unwrap_or(name);
+        if !types.contains_key(family) {
+            return Err(fail("sample of a family without TYPE"));
+        }
+        let mut fields = rest.split_whitespace();
+        let value = match fields.next().ok_or_else(|| fail("no value"))? {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            number => number.parse().map_err(|_| fail("value is not a number"))?,
+        };
+        if let Some(timestamp) = fields.next() {
+            timestamp
+                .parse::<i64>()
+                .map_err(|_| fail("bad timestamp"))?;
+        }
+        if fields.next().is_some() {
+            return Err(fail("trailing text"));
+        }
+        if !seen.insert((name.to_owned(), labels.clone())) {
+            return Err(fail("series repeated"));
+        }
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    Ok(samples)
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn parse_labels(mut text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    while !text.is_empty() {
+        let (key, rest) = text
+            .split_once("=\"")
+            .ok_or_else(|| format!("label without a quoted value in {text:?}"))?;
+        if !valid_name(key) {
+            return Err(format!("bad label name {key:?}"));
+        }
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c @ ('\\' | '"'))) => value.push(c),
+                    _ => return Err(format!("bad escape in {rest:?}")),
+                },
+                Some((i, '"')) => break i,
+                Some((_, c)) => value.push(c),
+                None => return Err(format!("unterminated label value in {rest:?}")),
+            }
+        };
+        labels.insert(key.to_owned(), value);
+        text = &rest[end + 1..];
+        text = text.strip_prefix(',').unwrap_or(text);
+        if !text.is_empty() && text.starts_with(',') {
+            return Err("empty label".to_owned());
+        }
+    }
+    Ok(labels)
+}
+
+/// The value of the one sample called `name` whose labels include `labels`.
+pub(crate) fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let matching: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .collect();
+    assert!(
+        matching.len() <= 1,
+        "{name} {labels:?} names several series"
+    );
+    matching.first().map(|s| s.value)
+}
+
+/// The samples of the Prometheus text at `url`, which must answer 200 as `text/plain` and
+/// parse strictly.
+pub(crate) async fn scrape(http: &reqwest::Client, url: &str) -> Vec<Sample> {
+    let response = http.get(url).send().await.expect("/metrics answers");
+    assert_eq!(response.status(), 200, "{url}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("an ASCII content type")
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain"),
+        "{url}: {content_type}"
+    );
+    let text = response.text().await.expect("a text body");
+    parse_prometheus(&text).unwrap_or_else(|error| panic!("{url} is not Prometheus text: {error}"))
 }

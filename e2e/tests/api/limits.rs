@@ -9,7 +9,9 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::helpers::{OwnHaproxy, TestApp, spawn_app, start_command_api_with, wait_for_status};
+use crate::helpers::{
+    OwnHaproxy, TestApp, loopback, spawn_app, start_command_api_with, wait_for_status,
+};
 
 /// A raw HTTP/1.1 exchange: sends `head` and `body`, keeps the connection open without
 /// sending more, and returns whatever comes back before the server closes or `wait` passes.
@@ -92,7 +94,7 @@ async fn a_body_over_64_kib_gets_a_413_problem_directly_and_through_haproxy() {
 #[tokio::test]
 async fn a_client_that_stalls_gets_a_408_problem_from_command_api_and_from_haproxy() {
     let app = spawn_app().await;
-    let mut config = command_api::Config::new(app.nats.clone(), "127.0.0.1:0".parse().unwrap());
+    let mut config = command_api::Config::new(app.nats.clone(), loopback());
     config.body_timeout_secs = 1;
     let command = start_command_api_with(config).await;
     wait_for_status(&app.http, &command.url("/status")).await;

@@ -5,7 +5,7 @@
     reason = "the counters and gauges compared are whole numbers, exact in an f64"
 )]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use crate::capture::{self, ReceivedSpan};
 use crate::helpers::{
-    Accepted, Options, OwnHaproxy, OwnNats, TestApp, sample_places, spawn_app, spawn_app_with,
+    Accepted, Options, OwnHaproxy, OwnNats, TestApp, sample_places, scrape, spawn_app,
+    spawn_app_with, value,
 };
 
 /// OTLP span kinds.
@@ -47,10 +48,7 @@ async fn spans_of_point(point: Uuid) -> Vec<ReceivedSpan> {
     let point = point.to_string();
     let start = Instant::now();
     loop {
-        let spans: Vec<ReceivedSpan> = capture::spans()
-            .into_iter()
-            .filter(|s| s.attribute("point.id") == Some(point.as_str()))
-            .collect();
+        let spans = capture::spans_where(|s| s.attribute("point.id") == Some(point.as_str()));
         if spans.iter().any(|s| s.kind == CONSUMER) {
             return spans;
         }
@@ -66,7 +64,7 @@ async fn spans_of_point(point: Uuid) -> Vec<ReceivedSpan> {
 async fn eventually(wanted: impl Fn(&ReceivedSpan) -> bool) -> ReceivedSpan {
     let start = Instant::now();
     loop {
-        if let Some(span) = capture::spans().into_iter().find(|s| wanted(s)) {
+        if let Some(span) = capture::spans_where(&wanted).into_iter().next() {
             return span;
         }
         assert!(
@@ -109,10 +107,7 @@ async fn one_post_makes_one_trace_from_the_request_through_jetstream_to_the_proj
     // ends a moment after the answer is sent, so it may still be on its way).
     let start = Instant::now();
     let root = loop {
-        let trace: Vec<ReceivedSpan> = capture::spans()
-            .into_iter()
-            .filter(|s| s.trace_id == publish.trace_id)
-            .collect();
+        let trace = capture::spans_where(|s| s.trace_id == publish.trace_id);
         let by_id: HashMap<&str, &ReceivedSpan> =
             trace.iter().map(|s| (s.span_id.as_str(), s)).collect();
         let mut root = publish;
@@ -193,175 +188,6 @@ async fn the_message_headers_carry_the_trace_context() {
         "the parent is the publish span, not the caller"
     );
     assert_eq!(envelope["metadata"]["traceparent"], header);
-}
-
-/// One sample of a Prometheus text exposition.
-#[derive(Debug, Clone)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Parses the Prometheus text format (0.0.4) strictly: every line is a `# HELP`, a `# TYPE`
-/// naming a known type, another comment, or a sample of a family whose type was declared,
-/// with well-formed labels and a number; no series appears twice.
-fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
-    let mut types: HashMap<String, String> = HashMap::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut samples = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        let fail = |why: &str| format!("line {}: {why}: {line:?}", number + 1);
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(comment) = line.strip_prefix('#') {
-            let mut words = comment.trim_start().splitn(3, ' ');
-            match words.next() {
-                Some("TYPE") => {
-                    let name = words.next().ok_or_else(|| fail("TYPE without a name"))?;
-                    let kind = words.next().ok_or_else(|| fail("TYPE without a type"))?;
-                    if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
-                        return Err(fail("unknown type"));
-                    }
-                    if !valid_name(name) || types.insert(name.to_owned(), kind.to_owned()).is_some()
-                    {
-                        return Err(fail("bad or repeated TYPE"));
-                    }
-                }
-                Some("HELP") => {
-                    let name = words.next().ok_or_else(|| fail("HELP without a name"))?;
-                    if !valid_name(name) {
-                        return Err(fail("bad metric name"));
-                    }
-                }
-                _ => {}
-            }
-            continue;
-        }
-        let (series, rest) = match line.find('{') {
-            Some(_) => {
-                let close = line.rfind('}').ok_or_else(|| fail("unclosed labels"))?;
-                (&line[..=close], &line[close + 1..])
-            }
-            None => line.split_once(' ').ok_or_else(|| fail("no value"))?,
-        };
-        let (name, labels) = match series.split_once('{') {
-            Some((name, labels)) => (name, parse_labels(&labels[..labels.len() - 1])?),
-            None => (series, BTreeMap::new()),
-        };
-        if !valid_name(name) {
-            return Err(fail("bad metric name"));
-        }
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|suffix| {
-                name.strip_suffix(suffix)
-                    .filter(|base| types.get(*base).is_some_and(|t| t != "counter"))
-            })
-            .unwrap_or(name);
-        if !types.contains_key(family) {
-            return Err(fail("sample of a family without TYPE"));
-        }
-        let mut fields = rest.split_whitespace();
-        let value = match fields.next().ok_or_else(|| fail("no value"))? {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            "NaN" => f64::NAN,
-            number => number.parse().map_err(|_| fail("value is not a number"))?,
-        };
-        if let Some(timestamp) = fields.next() {
-            timestamp
-                .parse::<i64>()
-                .map_err(|_| fail("bad timestamp"))?;
-        }
-        if fields.next().is_some() {
-            return Err(fail("trailing text"));
-        }
-        if !seen.insert((name.to_owned(), labels.clone())) {
-            return Err(fail("series repeated"));
-        }
-        samples.push(Sample {
-            name: name.to_owned(),
-            labels,
-            value,
-        });
-    }
-    Ok(samples)
-}
-
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-fn parse_labels(mut text: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut labels = BTreeMap::new();
-    while !text.is_empty() {
-        let (key, rest) = text
-            .split_once("=\"")
-            .ok_or_else(|| format!("label without a quoted value in {text:?}"))?;
-        if !valid_name(key) {
-            return Err(format!("bad label name {key:?}"));
-        }
-        let mut value = String::new();
-        let mut chars = rest.char_indices();
-        let end = loop {
-            match chars.next() {
-                Some((_, '\\')) => match chars.next() {
-                    Some((_, 'n')) => value.push('\n'),
-                    Some((_, c @ ('\\' | '"'))) => value.push(c),
-                    _ => return Err(format!("bad escape in {rest:?}")),
-                },
-                Some((i, '"')) => break i,
-                Some((_, c)) => value.push(c),
-                None => return Err(format!("unterminated label value in {rest:?}")),
-            }
-        };
-        labels.insert(key.to_owned(), value);
-        text = &rest[end + 1..];
-        text = text.strip_prefix(',').unwrap_or(text);
-        if !text.is_empty() && text.starts_with(',') {
-            return Err("empty label".to_owned());
-        }
-    }
-    Ok(labels)
-}
-
-/// The value of the one sample called `name` whose labels include `labels`.
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let matching: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| {
-            s.name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .collect();
-    assert!(
-        matching.len() <= 1,
-        "{name} {labels:?} names several series"
-    );
-    matching.first().map(|s| s.value)
-}
-
-async fn scrape(http: &reqwest::Client, url: &str) -> Vec<Sample> {
-    let response = http.get(url).send().await.expect("/metrics answers");
-    assert_eq!(response.status(), 200, "{url}");
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .expect("an ASCII content type")
-        .to_owned();
-    assert!(
-        content_type.starts_with("text/plain"),
-        "{url}: {content_type}"
-    );
-    let text = response.text().await.expect("a text body");
-    parse_prometheus(&text).unwrap_or_else(|error| panic!("{url} is not Prometheus text: {error}"))
 }
 
 #[tokio::test]
@@ -522,14 +348,20 @@ async fn haproxy_serves_its_own_prometheus_metrics_on_the_stats_port() {
     haproxy.stop().await;
 }
 
-/// The captured JSON lines with this trace id, each parsed.
+/// A captured log line, parsed; a line that is not a JSON object fails the test.
+fn parse_line(line: &str) -> serde_json::Map<String, Value> {
+    match serde_json::from_str(line) {
+        Ok(Value::Object(object)) => object,
+        _ => panic!("a log line that is not a JSON object: {line}"),
+    }
+}
+
+/// The captured JSON lines with this trace id, each parsed. Only the lines that contain the
+/// id at all are parsed: the capture holds every line of every test in the process.
 fn lines_of_trace(trace_id: &str) -> Vec<serde_json::Map<String, Value>> {
-    capture::lines()
+    capture::lines_containing(trace_id)
         .iter()
-        .map(|line| match serde_json::from_str(line) {
-            Ok(Value::Object(object)) => object,
-            _ => panic!("a log line that is not a JSON object: {line}"),
-        })
+        .map(|line| parse_line(line))
         .filter(|line| line.get("trace_id").and_then(Value::as_str) == Some(trace_id))
         .collect()
 }
@@ -590,4 +422,10 @@ async fn json_log_lines_of_each_service_parse_and_carry_the_trace_id() {
         .find(|l| l.get("http.route").and_then(Value::as_str) == Some("/points"))
         .unwrap_or_else(|| panic!("no query-api line with the read's trace id: {reads:#?}"));
     assert!(read.get("request.id").and_then(Value::as_str).is_some());
+
+    // Every line is JSON, not only those of these traces: checked once, here, rather than on
+    // each poll above.
+    for line in capture::lines() {
+        parse_line(&line);
+    }
 }

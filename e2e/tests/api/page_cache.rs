@@ -4,25 +4,17 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::helpers::{Accepted, PointDto, TestApp, sample_places, spawn_app};
+use crate::helpers::{PointDto, TestApp, sample_places, scrape, spawn_app, value};
 
 /// `geoledger_query_page_reads_total{source="<source>"}`, 0 while it has not appeared.
 async fn page_reads(app: &TestApp, source: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.query.url("/metrics"))
-        .send()
-        .await
-        .expect("query-api serves /metrics")
-        .text()
-        .await
-        .expect("a text body");
-    let series = format!("geoledger_query_page_reads_total{{source=\"{source}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .map_or(0.0, |value| value.trim().parse().expect("a sample value"))
+    let samples = scrape(&app.http, &app.query.url("/metrics")).await;
+    value(
+        &samples,
+        "geoledger_query_page_reads_total",
+        &[("source", source)],
+    )
+    .unwrap_or(0.0)
 }
 
 async fn newest(app: &TestApp, query: &str) -> Vec<PointDto> {
@@ -36,17 +28,11 @@ async fn newest(app: &TestApp, query: &str) -> Vec<PointDto> {
     response.json().await.expect("a JSON array")
 }
 
-async fn write(app: &TestApp, place: &Value) -> Accepted {
-    let response = app.post_point(place).await;
-    assert_eq!(response.status(), 202);
-    response.json().await.expect("an acceptance")
-}
-
 #[tokio::test]
 async fn a_page_asked_again_comes_from_memory_until_a_write_moves_the_projection() {
     let app = spawn_app().await;
     let places = sample_places();
-    let first = write(&app, &places[0].to_json()).await;
+    let first = app.create_point(&places[0].to_json()).await;
     app.wait_projected(first.sequence).await;
 
     // query-api hears the projector's announcements on a connection of its own, set up in
@@ -68,7 +54,7 @@ async fn a_page_asked_again_comes_from_memory_until_a_write_moves_the_projection
     }
 
     // A write moves the checkpoint: the page read with its token is the new page, at once.
-    let second = write(&app, &places[1].to_json()).await;
+    let second = app.create_point(&places[1].to_json()).await;
     let listed = newest(&app, &format!("&consistency_token={}", second.sequence)).await;
     let ids: Vec<_> = listed.iter().map(|p| p.id).collect();
     assert_eq!(ids, [second.id, first.id]);
@@ -81,7 +67,7 @@ async fn a_page_asked_again_comes_from_memory_until_a_write_moves_the_projection
 async fn a_row_changed_behind_the_projectors_back_shows_within_a_second() {
     let app = spawn_app().await;
     let places = sample_places();
-    let first = write(&app, &places[0].to_json()).await;
+    let first = app.create_point(&places[0].to_json()).await;
     app.wait_projected(first.sequence).await;
     assert_eq!(newest(&app, "").await.len(), 1);
 

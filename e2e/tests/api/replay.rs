@@ -116,14 +116,6 @@ async fn checksum(app: &TestApp) -> (i64, String, String) {
     (rows, points, tombstones)
 }
 
-fn projector_config(app: &TestApp) -> projector::Config {
-    projector::Config::new(
-        app.nats.clone(),
-        app.database_config(4),
-        "127.0.0.1:0".parse().expect("a literal socket address"),
-    )
-}
-
 /// The length, in planar degrees, of the path through every point of `points` in the order
 /// its rows are stored: short when neighbours share pages, long when rows lie in arrival order.
 async fn storage_tour(app: &TestApp) -> f64 {
@@ -154,7 +146,7 @@ async fn a_rebuild_after_10000_events_is_identical_to_the_live_projection_and_st
     assert!(live.0 > 500, "most points survive the deletes: {}", live.0);
     let arrival_tour = storage_tour(&app).await;
 
-    let config = projector_config(&app);
+    let config = app.owner_projector_config(4);
     let report = projector::rebuild(&config, &rebuild_args(1_000), std::future::pending())
         .await
         .expect("the rebuild runs to its swap");
@@ -274,7 +266,7 @@ async fn a_reader_looping_on_get_points_during_a_rebuild_never_sees_an_error_or_
     };
     // Small batches make the rebuild take long enough for many reads to overlap it.
     let report = projector::rebuild(
-        &projector_config(&app),
+        &app.owner_projector_config(4),
         &rebuild_args(100),
         std::future::pending(),
     )
@@ -325,7 +317,7 @@ async fn a_replay_as_of_a_time_between_two_moves_gives_the_earlier_position() {
     .await;
     assert!(second.sequence > first.sequence);
 
-    let config = projector_config(&app);
+    let config = app.owner_projector_config(4);
     let replay = |table: &str, to_seq: Option<u64>, as_of| projector::ReplayArgs {
         into: table.to_owned(),
         from_seq: 1,
@@ -430,7 +422,7 @@ async fn points_written_while_a_rebuild_runs_are_all_in_the_tables_it_swaps_in()
             accepted
         })
     };
-    let config = projector_config(&app);
+    let config = app.owner_projector_config(4);
     let report = projector::rebuild(&config, &rebuild_args(100), std::future::pending())
         .await
         .expect("the rebuild runs to its swap");

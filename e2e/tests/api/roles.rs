@@ -44,11 +44,8 @@ async fn assert_refused(pool: &PgPool, role: &str, statements: &[&str]) {
 }
 
 async fn create_point(app: &TestApp, name: &str) -> Accepted {
-    let response = app
-        .post_point(&json!({"longitude": 24.94, "latitude": 60.17, "name": name}))
-        .await;
-    assert_eq!(response.status(), 202);
-    response.json().await.expect("an accepted body")
+    app.create_point(&json!({"longitude": 24.94, "latitude": 60.17, "name": name}))
+        .await
 }
 
 async fn list_points(app: &TestApp) -> Vec<PointDto> {
@@ -130,11 +127,7 @@ async fn after_a_rebuild_swaps_its_tables_in_the_services_roles_keep_their_grant
     let first = create_point(&app, "Turku").await;
     app.wait_projected(first.sequence).await;
 
-    let config = projector::Config::new(
-        app.nats.clone(),
-        app.database_config(2),
-        "127.0.0.1:0".parse().expect("a literal socket address"),
-    );
+    let config = app.owner_projector_config(2);
     let args = projector::RebuildArgs {
         batch_size: 100,
         restart: false,

@@ -124,8 +124,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
-    // An empty variable, as the scripts set when the stack's writes are open, is no token.
-    args.token = args.token.filter(|t| !t.is_empty());
+    args.token = loadtests::given_token(args.token);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(4096)

@@ -39,7 +39,7 @@ struct Args {
     /// Injects only these faults (projector, postgres, nats, instances), in the order
     /// given; all four by default.
     #[arg(long = "fault", value_name = "FAULT")]
-    faults: Vec<FaultArg>,
+    faults: Vec<Fault>,
     /// Concurrent writers.
     #[arg(long, default_value_t = 6)]
     writers: usize,
@@ -68,26 +68,6 @@ struct Args {
     token: Option<String>,
 }
 
-/// A fault as named on the command line.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum FaultArg {
-    Projector,
-    Postgres,
-    Nats,
-    Instances,
-}
-
-impl From<FaultArg> for Fault {
-    fn from(arg: FaultArg) -> Self {
-        match arg {
-            FaultArg::Projector => Self::Projector,
-            FaultArg::Postgres => Self::Postgres,
-            FaultArg::Nats => Self::Nats,
-            FaultArg::Instances => Self::Instances,
-        }
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
@@ -102,7 +82,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         faults: if args.faults.is_empty() {
             Fault::ALL.to_vec()
         } else {
-            args.faults.into_iter().map(Fault::from).collect()
+            args.faults
         },
         writers: args.writers,
         readers: args.readers,
@@ -111,7 +91,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         recovery: Duration::from_secs(args.recovery_secs),
         write_deadline: Duration::from_secs(args.write_deadline_secs),
         catch_up: Duration::from_secs(args.catch_up_secs),
-        token: args.token.filter(|token| !token.is_empty()),
+        token: loadtests::given_token(args.token),
     })
     .await?;
     println!("{report}");

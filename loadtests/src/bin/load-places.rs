@@ -72,8 +72,7 @@ async fn main() -> anyhow::Result<()> {
         base_url: args.base_url.clone(),
         concurrency: args.concurrency,
         idempotency_prefix: args.idempotency_prefix.clone(),
-        // An empty variable, as the scripts set when the stack's writes are open, is no token.
-        token: args.token.clone().filter(|t| !t.is_empty()),
+        token: loadtests::given_token(args.token.clone()),
     };
     let report = post_places(&client, &config, &places).await;
     println!("{report}");

@@ -4,7 +4,7 @@
 //! it can read and dead-letters the rest, and the next healthy event is projected.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -127,16 +127,6 @@ fn payload(envelope: &EventEnvelope, damage: &Damage) -> Vec<u8> {
     bytes
 }
 
-async fn publish(app: &TestApp, point: Uuid, payload: Vec<u8>) -> u64 {
-    app.js
-        .publish(app.spec().subject_for(point), payload.into())
-        .await
-        .expect("NATS takes the message")
-        .await
-        .expect("JetStream stores the message")
-        .sequence
-}
-
 async fn check(app: &TestApp, messages: &[Message]) -> Result<(), TestCaseError> {
     let points = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
     for message in messages {
@@ -145,20 +135,16 @@ async fn check(app: &TestApp, messages: &[Message]) -> Result<(), TestCaseError>
             &envelope(point, message.kind, message.version),
             &message.damage,
         );
-        publish(app, point, bytes).await;
+        app.publish_raw(point, bytes).await;
     }
     // A healthy point after them must be projected: nothing before it may hold the stream up.
     let healthy = Uuid::now_v7();
-    let last = publish(app, healthy, envelope(healthy, 0, 1).to_vec()).await;
-    let start = Instant::now();
-    while app.checkpoint().await < last {
-        prop_assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the projection is stuck at {} below {last}",
-            app.checkpoint().await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let last = app
+        .publish_raw(healthy, envelope(healthy, 0, 1).to_vec())
+        .await;
+    app.try_wait_projected(last, Duration::from_secs(10))
+        .await
+        .map_err(TestCaseError::fail)?;
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM points WHERE id = $1")
         .bind(healthy)
         .fetch_one(&app.pool)

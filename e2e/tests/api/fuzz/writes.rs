@@ -427,7 +427,7 @@ impl Context<'_> {
         reason = "one arm per kind of write, each a request"
     )]
     async fn apply(&self, write: &Write) -> Result<(), TestCaseError> {
-        let (messages_before, _) = stream_state(self.app).await;
+        let (messages_before, _) = self.app.stream_state().await;
         let new_events = match write {
             Write::Create {
                 body,
@@ -526,13 +526,18 @@ impl Context<'_> {
                 0
             }
         };
-        let (messages_after, last) = stream_state(self.app).await;
+        let (messages_after, last) = self.app.stream_state().await;
         prop_assert_eq!(
             messages_after,
             messages_before + new_events,
             "the stream holds exactly the events of accepted, not replayed, writes"
         );
-        wait_projected(self.app, last).await?;
+        // As a failure of the case rather than a panic: a projector stuck on one event would
+        // otherwise make every shrinking step wait in turn.
+        self.app
+            .try_wait_projected(last, std::time::Duration::from_secs(10))
+            .await
+            .map_err(TestCaseError::fail)?;
         self.check_projection().await
     }
 
@@ -761,33 +766,6 @@ fn uuid(value: &serde_json::Value) -> Result<Uuid, TestCaseError> {
         .as_str()
         .and_then(|s| Uuid::parse_str(s).ok())
         .ok_or_else(|| TestCaseError::fail(format!("not an id: {value}")))
-}
-
-/// Waits for the projection to reach `sequence`, as a failure of the case rather than a panic:
-/// a projector stuck on one event would otherwise make every shrinking step wait in turn.
-async fn wait_projected(app: &TestApp, sequence: u64) -> Result<(), TestCaseError> {
-    let start = std::time::Instant::now();
-    while app.checkpoint().await < sequence {
-        if start.elapsed() > std::time::Duration::from_secs(10) {
-            return Err(TestCaseError::fail(format!(
-                "the projection is stuck at {} below {sequence}",
-                app.checkpoint().await
-            )));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
-/// The stream's message count and last sequence.
-async fn stream_state(app: &TestApp) -> (u64, u64) {
-    match app.js.get_stream(&app.nats.stream).await {
-        Ok(mut stream) => {
-            let info = stream.info().await.expect("stream info");
-            (info.state.messages, info.state.last_sequence)
-        }
-        Err(_) => (0, 0),
-    }
 }
 
 /// Generated writes of every kind, valid, borderline and hostile, to every write route.
