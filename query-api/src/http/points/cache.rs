@@ -82,6 +82,12 @@ impl PageCache {
         }
     }
 
+    /// Whether [`PageCache::read`] would answer from memory now: the cache is on and the
+    /// announcements are being heard.
+    pub(crate) fn serving(&self, announced: &consistency::Checkpoint) -> bool {
+        self.pages.is_some() && announced.current().is_some()
+    }
+
     /// The page `params` asks for, from memory when it was read at the checkpoint announced
     /// now, else from the database.
     pub(crate) async fn read(
