@@ -171,7 +171,7 @@ pub fn page_statement(
 /// One point as a list shows it. Coordinates are the stored doubles, which `serde_json` writes
 /// as the shortest text that reads back to the same double, so a client gets back exactly the
 /// number it wrote.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 #[schema(as = ListedPoint)]
 pub(crate) struct ListedPoint {
     id: Uuid,
@@ -356,7 +356,7 @@ async fn list_points(
     let (_, page) = &*read;
     let next = page.next.map(|cursor| render::next_link(&params, &cursor));
     Ok(with_validators(
-        render::page(format, page.points.clone(), next.as_deref()),
+        render::page(format, &page.points, next.as_deref()),
         &tag,
     ))
 }
