@@ -41,7 +41,7 @@ const PUBLIC_PATHS: [&str; 2] = ["/status", "/metrics"];
 
 /// Who may write (and, optionally, read), from flags or `GEOLEDGER_AUTH_*` variables. With
 /// nothing set, every request is let through.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct AuthConfig {
     /// File of accepted opaque tokens: one SHA-256 hex digest of a token per line, optionally
     /// followed by a label naming its holder; `#` starts a comment. The tokens themselves are
@@ -74,6 +74,24 @@ pub struct AuthConfig {
     /// Require a token on reads too (everything but `/status` and `/metrics`).
     #[arg(long, env = "GEOLEDGER_AUTH_READS")]
     pub auth_reads: bool,
+}
+
+impl Default for AuthConfig {
+    /// What the command line gives without any of these flags: nothing configured, and the
+    /// default scopes.
+    fn default() -> Self {
+        Self {
+            auth_tokens_file: None,
+            auth_jwt_secret_file: None,
+            auth_jwt_secret: None,
+            auth_jwt_public_key_file: None,
+            auth_jwt_audience: None,
+            auth_jwt_issuer: None,
+            auth_write_scope: DEFAULT_WRITE_SCOPE.to_owned(),
+            auth_read_scope: DEFAULT_READ_SCOPE.to_owned(),
+            auth_reads: false,
+        }
+    }
 }
 
 impl AuthConfig {
@@ -591,17 +609,26 @@ mod tests {
         std::fs::write(&path, lines).unwrap();
         Authenticator::from_config(&AuthConfig {
             auth_tokens_file: Some(path),
-            ..config()
+            ..AuthConfig::default()
         })
         .unwrap()
     }
 
-    fn config() -> AuthConfig {
-        AuthConfig {
-            auth_write_scope: DEFAULT_WRITE_SCOPE.to_owned(),
-            auth_read_scope: DEFAULT_READ_SCOPE.to_owned(),
-            ..AuthConfig::default()
+    #[test]
+    fn the_default_is_what_the_command_line_gives_without_flags() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            auth: AuthConfig,
         }
+        let parsed = Cli::try_parse_from(["t"]).unwrap().auth;
+        assert_eq!(
+            format!("{parsed:?}"),
+            format!("{:?}", AuthConfig::default())
+        );
+        assert_eq!(AuthConfig::default().auth_write_scope, DEFAULT_WRITE_SCOPE);
+        assert_eq!(AuthConfig::default().auth_read_scope, DEFAULT_READ_SCOPE);
     }
 
     fn bearer(token: &str) -> HeaderMap {
@@ -626,7 +653,7 @@ mod tests {
         Authenticator::from_config(&AuthConfig {
             auth_jwt_secret: Some(SECRET.parse().unwrap()),
             auth_jwt_audience: audience.map(str::to_owned),
-            ..config()
+            ..AuthConfig::default()
         })
         .unwrap()
     }
@@ -685,7 +712,7 @@ mod tests {
         .unwrap();
         let error = Authenticator::from_config(&AuthConfig {
             auth_tokens_file: Some(path),
-            ..config()
+            ..AuthConfig::default()
         })
         .unwrap_err()
         .to_string();
@@ -774,7 +801,7 @@ mod tests {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
         let auth = Authenticator::from_config(&AuthConfig {
             auth_jwt_public_key_file: Some(fixtures.join("jwt-ed25519-test-public.pem")),
-            ..config()
+            ..AuthConfig::default()
         })
         .unwrap();
         let private = std::fs::read(fixtures.join("jwt-ed25519-test-private.pem")).unwrap();
@@ -804,7 +831,7 @@ mod tests {
     fn a_short_secret_stops_the_start() {
         let result = Authenticator::from_config(&AuthConfig {
             auth_jwt_secret: Some("short".parse().unwrap()),
-            ..config()
+            ..AuthConfig::default()
         });
         assert!(matches!(result, Err(AuthSetupError::WeakSecret)));
     }
@@ -813,7 +840,7 @@ mod tests {
     fn the_secret_never_reaches_debug_output() {
         let config = AuthConfig {
             auth_jwt_secret: Some(SECRET.parse().unwrap()),
-            ..config()
+            ..AuthConfig::default()
         };
         assert!(!format!("{config:?}").contains(SECRET));
     }
@@ -826,7 +853,7 @@ mod tests {
         let auth = Authenticator::from_config(&AuthConfig {
             auth_tokens_file: Some(path),
             auth_reads: true,
-            ..config()
+            ..AuthConfig::default()
         })
         .unwrap();
         assert_eq!(
