@@ -516,28 +516,15 @@ fn parse_token_hashes(text: &str) -> Result<Vec<TokenHash>, usize> {
     Ok(hashes)
 }
 
-fn parse_digest(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut digest = [0u8; 32];
-    for (byte, pair) in digest.iter_mut().zip(hex.as_bytes().chunks(2)) {
-        let pair = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(digest)
+/// The 32 bytes of a SHA-256 digest written as 64 hex digits.
+fn parse_digest(text: &str) -> Option<[u8; 32]> {
+    crate::hex::decode(text)?.try_into().ok()
 }
 
 /// The SHA-256 hex digest of a token, as a tokens file line holds it.
 #[must_use]
 pub fn token_hash(token: &str) -> String {
-    use std::fmt::Write as _;
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            write!(s, "{b:02x}").expect("a String takes any text");
-            s
-        })
+    crate::hex::encode(&Sha256::digest(token.as_bytes()))
 }
 
 fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
@@ -629,6 +616,24 @@ mod tests {
         );
         assert_eq!(AuthConfig::default().auth_write_scope, DEFAULT_WRITE_SCOPE);
         assert_eq!(AuthConfig::default().auth_read_scope, DEFAULT_READ_SCOPE);
+    }
+
+    #[test]
+    fn a_digest_is_64_hex_digits_and_a_signed_pair_is_none() {
+        let hash = token_hash("t");
+        assert_eq!(
+            parse_digest(&hash).map(|digest| crate::hex::encode(&digest)),
+            Some(hash.clone())
+        );
+        assert!(parse_digest(&hash.to_uppercase()).is_some());
+        for refused in [
+            format!("+f{}", &hash[2..]),
+            format!("{}+f", &hash[..62]),
+            hash[2..].to_owned(),
+            format!("{hash}00"),
+        ] {
+            assert_eq!(parse_digest(&refused), None, "{refused}");
+        }
     }
 
     fn bearer(token: &str) -> HeaderMap {
