@@ -77,8 +77,9 @@ impl fmt::Debug for Secret {
 }
 
 /// How a service proves who it is to NATS, and how the connection is encrypted. At most one
-/// way of authenticating is taken; a user and password may also ride in the URL.
-#[derive(Clone, Default, clap::Args)]
+/// way of authenticating is taken; a user and password may also ride in the URL. `Debug`
+/// shows which settings are given, the password and token as `***` (see [`Secret`]).
+#[derive(Clone, Debug, Default, clap::Args)]
 pub struct NatsAuth {
     /// NATS user name; needs `--nats-password`.
     #[arg(
@@ -141,23 +142,6 @@ pub struct NatsAuth {
     /// Refuse to connect without TLS (`tls://` URLs require it too).
     #[arg(long = "nats-tls-required", env = "GEOLEDGER_NATS_TLS_REQUIRED")]
     pub tls_required: bool,
-}
-
-impl fmt::Debug for NatsAuth {
-    /// Which settings are given, never the password or token themselves.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NatsAuth")
-            .field("user", &self.user)
-            .field("password", &self.password)
-            .field("token", &self.token)
-            .field("nkey_seed_file", &self.nkey_seed_file)
-            .field("creds_file", &self.creds_file)
-            .field("tls_ca_file", &self.tls_ca_file)
-            .field("tls_cert_file", &self.tls_cert_file)
-            .field("tls_key_file", &self.tls_key_file)
-            .field("tls_required", &self.tls_required)
-            .finish()
-    }
 }
 
 impl NatsAuth {
