@@ -327,28 +327,13 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
 }
 
-/// `%XX` escapes turned back into the bytes they stand for; anything not a valid escape, or
-/// not UTF-8 once decoded, is kept as written.
+/// `%XX` escapes turned back into the bytes they stand for; anything not a valid escape (as
+/// `%zz` or `%+1`) is kept as written, and so is the whole text when it is not UTF-8 once
+/// decoded.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            // from_str_radix alone would also take a sign, as in `%+1`.
-            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        if let Some(byte) = escaped {
-            decoded.push(byte);
-            i += 3;
-        } else {
-            decoded.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(decoded).unwrap_or_else(|_| text.to_owned())
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map_or_else(|_| text.to_owned(), std::borrow::Cow::into_owned)
 }
 
 #[cfg(test)]
@@ -422,6 +407,13 @@ mod tests {
             auth.password.as_ref().map(Secret::expose),
             Some("p:w/%zz%+1")
         );
+    }
+
+    #[test]
+    fn escapes_that_decode_to_no_utf_8_leave_the_text_as_written() {
+        assert_eq!(percent_decode("p%C3%A4ss"), "päss");
+        assert_eq!(percent_decode("p%ffss"), "p%ffss");
+        assert_eq!(percent_decode("100%"), "100%");
     }
 
     #[tokio::test]
