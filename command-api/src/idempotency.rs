@@ -165,12 +165,7 @@ impl IdempotencyStore {
 /// Keys are visible ASCII of any shape; bucket keys allow fewer characters, so the key is
 /// stored hex-encoded.
 fn entry_key(key: &str) -> String {
-    use std::fmt::Write as _;
-    key.bytes()
-        .fold(String::with_capacity(key.len() * 2), |mut hex, b| {
-            let _ = write!(hex, "{b:02x}");
-            hex
-        })
+    geoledger_common::hex::encode(key.as_bytes())
 }
 
 fn encode(claim: &Claim) -> bytes::Bytes {

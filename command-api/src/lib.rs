@@ -77,11 +77,7 @@ impl Config {
             idempotency_ttl_secs: 24 * 60 * 60,
             body_limit: 64 * 1024,
             body_timeout_secs: DEFAULT_BODY_TIMEOUT_SECS,
-            auth: AuthConfig {
-                auth_write_scope: geoledger_common::auth::DEFAULT_WRITE_SCOPE.to_owned(),
-                auth_read_scope: geoledger_common::auth::DEFAULT_READ_SCOPE.to_owned(),
-                ..AuthConfig::default()
-            },
+            auth: AuthConfig::default(),
         }
     }
 }

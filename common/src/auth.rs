@@ -41,7 +41,7 @@ const PUBLIC_PATHS: [&str; 2] = ["/status", "/metrics"];
 
 /// Who may write (and, optionally, read), from flags or `GEOLEDGER_AUTH_*` variables. With
 /// nothing set, every request is let through.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct AuthConfig {
     /// File of accepted opaque tokens: one SHA-256 hex digest of a token per line, optionally
     /// followed by a label naming its holder; `#` starts a comment. The tokens themselves are
@@ -74,6 +74,24 @@ pub struct AuthConfig {
     /// Require a token on reads too (everything but `/status` and `/metrics`).
     #[arg(long, env = "GEOLEDGER_AUTH_READS")]
     pub auth_reads: bool,
+}
+
+impl Default for AuthConfig {
+    /// What the command line gives without any of these flags: nothing configured, and the
+    /// default scopes.
+    fn default() -> Self {
+        Self {
+            auth_tokens_file: None,
+            auth_jwt_secret_file: None,
+            auth_jwt_secret: None,
+            auth_jwt_public_key_file: None,
+            auth_jwt_audience: None,
+            auth_jwt_issuer: None,
+            auth_write_scope: DEFAULT_WRITE_SCOPE.to_owned(),
+            auth_read_scope: DEFAULT_READ_SCOPE.to_owned(),
+            auth_reads: false,
+        }
+    }
 }
 
 impl AuthConfig {
@@ -498,28 +516,15 @@ fn parse_token_hashes(text: &str) -> Result<Vec<TokenHash>, usize> {
     Ok(hashes)
 }
 
-fn parse_digest(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut digest = [0u8; 32];
-    for (byte, pair) in digest.iter_mut().zip(hex.as_bytes().chunks(2)) {
-        let pair = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(digest)
+/// The 32 bytes of a SHA-256 digest written as 64 hex digits.
+fn parse_digest(text: &str) -> Option<[u8; 32]> {
+    crate::hex::decode(text)?.try_into().ok()
 }
 
 /// The SHA-256 hex digest of a token, as a tokens file line holds it.
 #[must_use]
 pub fn token_hash(token: &str) -> String {
-    use std::fmt::Write as _;
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            write!(s, "{b:02x}").expect("a String takes any text");
-            s
-        })
+    crate::hex::encode(&Sha256::digest(token.as_bytes()))
 }
 
 fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
@@ -591,16 +596,43 @@ mod tests {
         std::fs::write(&path, lines).unwrap();
         Authenticator::from_config(&AuthConfig {
             auth_tokens_file: Some(path),
-            ..config()
+            ..AuthConfig::default()
         })
         .unwrap()
     }
 
-    fn config() -> AuthConfig {
-        AuthConfig {
-            auth_write_scope: DEFAULT_WRITE_SCOPE.to_owned(),
-            auth_read_scope: DEFAULT_READ_SCOPE.to_owned(),
-            ..AuthConfig::default()
+    #[test]
+    fn the_default_is_what_the_command_line_gives_without_flags() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            auth: AuthConfig,
+        }
+        let parsed = Cli::try_parse_from(["t"]).unwrap().auth;
+        assert_eq!(
+            format!("{parsed:?}"),
+            format!("{:?}", AuthConfig::default())
+        );
+        assert_eq!(AuthConfig::default().auth_write_scope, DEFAULT_WRITE_SCOPE);
+        assert_eq!(AuthConfig::default().auth_read_scope, DEFAULT_READ_SCOPE);
+    }
+
+    #[test]
+    fn a_digest_is_64_hex_digits_and_a_signed_pair_is_none() {
+        let hash = token_hash("t");
+        assert_eq!(
+            parse_digest(&hash).map(|digest| crate::hex::encode(&digest)),
+            Some(hash.clone())
+        );
+        assert!(parse_digest(&hash.to_uppercase()).is_some());
+        for refused in [
+            format!("+f{}", &hash[2..]),
+            format!("{}+f", &hash[..62]),
+            hash[2..].to_owned(),
+            format!("{hash}00"),
+        ] {
+            assert_eq!(parse_digest(&refused), None, "{refused}");
         }
     }
 
@@ -626,7 +658,7 @@ mod tests {
         Authenticator::from_config(&AuthConfig {
             auth_jwt_secret: Some(SECRET.parse().unwrap()),
             auth_jwt_audience: audience.map(str::to_owned),
-            ..config()
+            ..AuthConfig::default()
         })
         .unwrap()
     }
@@ -685,7 +717,7 @@ mod tests {
         .unwrap();
         let error = Authenticator::from_config(&AuthConfig {
             auth_tokens_file: Some(path),
-            ..config()
+            ..AuthConfig::default()
         })
         .unwrap_err()
         .to_string();
@@ -774,7 +806,7 @@ mod tests {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
         let auth = Authenticator::from_config(&AuthConfig {
             auth_jwt_public_key_file: Some(fixtures.join("jwt-ed25519-test-public.pem")),
-            ..config()
+            ..AuthConfig::default()
         })
         .unwrap();
         let private = std::fs::read(fixtures.join("jwt-ed25519-test-private.pem")).unwrap();
@@ -804,7 +836,7 @@ mod tests {
     fn a_short_secret_stops_the_start() {
         let result = Authenticator::from_config(&AuthConfig {
             auth_jwt_secret: Some("short".parse().unwrap()),
-            ..config()
+            ..AuthConfig::default()
         });
         assert!(matches!(result, Err(AuthSetupError::WeakSecret)));
     }
@@ -813,7 +845,7 @@ mod tests {
     fn the_secret_never_reaches_debug_output() {
         let config = AuthConfig {
             auth_jwt_secret: Some(SECRET.parse().unwrap()),
-            ..config()
+            ..AuthConfig::default()
         };
         assert!(!format!("{config:?}").contains(SECRET));
     }
@@ -826,7 +858,7 @@ mod tests {
         let auth = Authenticator::from_config(&AuthConfig {
             auth_tokens_file: Some(path),
             auth_reads: true,
-            ..config()
+            ..AuthConfig::default()
         })
         .unwrap();
         assert_eq!(

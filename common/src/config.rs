@@ -77,8 +77,9 @@ impl fmt::Debug for Secret {
 }
 
 /// How a service proves who it is to NATS, and how the connection is encrypted. At most one
-/// way of authenticating is taken; a user and password may also ride in the URL.
-#[derive(Clone, Default, clap::Args)]
+/// way of authenticating is taken; a user and password may also ride in the URL. `Debug`
+/// shows which settings are given, the password and token as `***` (see [`Secret`]).
+#[derive(Clone, Debug, Default, clap::Args)]
 pub struct NatsAuth {
     /// NATS user name; needs `--nats-password`.
     #[arg(
@@ -141,23 +142,6 @@ pub struct NatsAuth {
     /// Refuse to connect without TLS (`tls://` URLs require it too).
     #[arg(long = "nats-tls-required", env = "GEOLEDGER_NATS_TLS_REQUIRED")]
     pub tls_required: bool,
-}
-
-impl fmt::Debug for NatsAuth {
-    /// Which settings are given, never the password or token themselves.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NatsAuth")
-            .field("user", &self.user)
-            .field("password", &self.password)
-            .field("token", &self.token)
-            .field("nkey_seed_file", &self.nkey_seed_file)
-            .field("creds_file", &self.creds_file)
-            .field("tls_ca_file", &self.tls_ca_file)
-            .field("tls_cert_file", &self.tls_cert_file)
-            .field("tls_key_file", &self.tls_key_file)
-            .field("tls_required", &self.tls_required)
-            .finish()
-    }
 }
 
 impl NatsAuth {
@@ -343,28 +327,13 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
 }
 
-/// `%XX` escapes turned back into the bytes they stand for; anything not a valid escape, or
-/// not UTF-8 once decoded, is kept as written.
+/// `%XX` escapes turned back into the bytes they stand for; anything not a valid escape (as
+/// `%zz` or `%+1`) is kept as written, and so is the whole text when it is not UTF-8 once
+/// decoded.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            // from_str_radix alone would also take a sign, as in `%+1`.
-            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        if let Some(byte) = escaped {
-            decoded.push(byte);
-            i += 3;
-        } else {
-            decoded.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(decoded).unwrap_or_else(|_| text.to_owned())
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map_or_else(|_| text.to_owned(), std::borrow::Cow::into_owned)
 }
 
 #[cfg(test)]
@@ -438,6 +407,13 @@ mod tests {
             auth.password.as_ref().map(Secret::expose),
             Some("p:w/%zz%+1")
         );
+    }
+
+    #[test]
+    fn escapes_that_decode_to_no_utf_8_leave_the_text_as_written() {
+        assert_eq!(percent_decode("p%C3%A4ss"), "päss");
+        assert_eq!(percent_decode("p%ffss"), "p%ffss");
+        assert_eq!(percent_decode("100%"), "100%");
     }
 
     #[tokio::test]

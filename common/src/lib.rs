@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod event;
 pub mod health;
+pub mod hex;
 pub mod metrics;
 pub mod point;
 pub mod problem;

@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
 
-use geoledger_common::auth::{self, AuthConfig, Authenticator};
+use geoledger_common::auth::{AuthConfig, Authenticator};
 use geoledger_common::config::{DatabaseConfig, SecretUrl};
 use geoledger_common::telemetry::LogFormat;
 
@@ -125,11 +125,7 @@ impl Config {
             max_limit: MAX_LIMIT,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             page_cache_ttl_ms: DEFAULT_PAGE_CACHE_TTL_MS,
-            auth: AuthConfig {
-                auth_write_scope: auth::DEFAULT_WRITE_SCOPE.to_owned(),
-                auth_read_scope: auth::DEFAULT_READ_SCOPE.to_owned(),
-                ..AuthConfig::default()
-            },
+            auth: AuthConfig::default(),
         }
     }
 

@@ -9,7 +9,6 @@ mod status;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderName;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -20,7 +19,7 @@ use geoledger_common::telemetry::http::{ensure_trace_context, request_span};
 
 use crate::publish::Publisher;
 
-pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) use geoledger_common::telemetry::http::REQUEST_ID;
 
 pub(crate) use self::limits::Limits;
 

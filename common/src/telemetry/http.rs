@@ -3,6 +3,7 @@
 //! caller's `traceparent`.
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderName;
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 
@@ -20,7 +21,7 @@ macro_rules! dynamic_span {
 }
 
 /// The header carrying a request's id, from HAProxy or made by the service.
-pub const REQUEST_ID: &str = "x-request-id";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The span every request of an API runs in (for `TraceLayer::make_span_with`).
 ///

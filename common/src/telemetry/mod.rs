@@ -1,9 +1,9 @@
 //! Logs and traces, set up alike by the three binaries.
 //!
 //! Logs go to stderr through `tracing`: human-readable lines (see [`text`]), coloured only when
-//! stderr is a terminal, or with `GEOLEDGER_LOG_FORMAT=json` one flat JSON object a line (see [`json`]),
-//! whose members include the `trace_id`, `request.id` and `point.id` of the spans it was
-//! written in.
+//! stderr is a terminal, or with `GEOLEDGER_LOG_FORMAT=json` one flat JSON object a line (see
+//! [`json`]), whose members include the `trace_id`, `request.id` and `point.id` of the spans
+//! it was written in.
 //!
 //! Spans are exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or its traces-only
 //! variant) is set, following the standard `OTEL_*` variables: `OTEL_SERVICE_NAME`,

@@ -6,8 +6,11 @@
 //!
 //! - A page is read in the same statement as the checkpoint, hence in the same snapshot, so it
 //!   is a pure function of that checkpoint and the request: its tag is
-//!   `"<checkpoint>-<digest of the request>"`. A conditional request first reads the
-//!   checkpoint alone, so one whose tag is still current costs one indexed read, not the page.
+//!   `"<checkpoint>-<digest of the request>"`. A conditional request is compared with the tag
+//!   of the page a 200 would serve: while the page cache serves (see `http::points::cache`),
+//!   the page it holds or loads, so a popular page costs no statement; otherwise the
+//!   checkpoint is read alone first, so one whose tag is still current costs one indexed
+//!   read, not the page.
 //! - A single point is tagged with its own version, the stream sequence of its last event
 //!   (`points.last_seq`): `"<sequence>"` on `/points/{id}`, the very tag command-api answers
 //!   writes with, so it serves as `If-Match` on `PATCH` and `DELETE /points/{id}`; and
@@ -96,9 +99,10 @@ pub(crate) fn entity_tag(checkpoint: i64, request: &str) -> String {
     format!("\"{checkpoint}-{digest:016x}\"")
 }
 
-/// For a list request with `If-None-Match`: the 304 when the tag of `request` at the current
-/// checkpoint is still the client's. Reads the checkpoint alone, so a current tag costs one
-/// indexed read, not the page; a request without the header costs nothing.
+/// For a list request with `If-None-Match` while the page cache is not serving: the 304 when
+/// the tag of `request` at the current checkpoint is still the client's. Reads the checkpoint
+/// alone, so a current tag costs one indexed read, not the page; a request without the header
+/// costs nothing.
 pub(crate) async fn list_not_modified(
     pool: &sqlx::PgPool,
     headers: &HeaderMap,

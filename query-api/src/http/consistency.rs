@@ -26,7 +26,8 @@ use geoledger_common::projection::{CHECKPOINT_CHANNEL, CONSISTENCY_TOKEN};
 /// Longest a read waits for the projection to reach its token.
 pub(crate) const MAX_WAIT: Duration = Duration::from_secs(5);
 
-const QUERY_PARAMETER: &str = "consistency_token";
+/// The query parameter that carries the token; the header is [`CONSISTENCY_TOKEN`].
+pub(crate) const QUERY_PARAMETER: &str = "consistency_token";
 
 /// The projection's checkpoint as last announced, shared by all requests.
 #[derive(Debug, Clone)]

@@ -32,13 +32,11 @@ use geoledger_common::metrics::{self, HttpMetrics};
 use geoledger_common::point::FieldError;
 use geoledger_common::problem::{self, Problem};
 use geoledger_common::projection::CONSISTENCY_TOKEN;
-use geoledger_common::telemetry::http::{ensure_trace_context, request_span};
+use geoledger_common::telemetry::http::{REQUEST_ID, ensure_trace_context, request_span};
 
 use crate::error::ApiError;
 
 pub use self::points::{Limits, page_statement};
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]

@@ -32,6 +32,7 @@ use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, Required, Respo
 
 use super::AppState;
 use super::caching::metadata_cache_control;
+use super::consistency::{self, MAX_WAIT};
 use super::media::{self, JSON, OPENAPI_JSON};
 use super::ogc::{self, ITEM_PARAMS, ITEMS_PARAMS, METADATA_PARAMS, OGC_LIMITS};
 use super::points::{self, Limits, POINTS_PARAMS};
@@ -155,10 +156,11 @@ pub(crate) fn document(points_limits: Limits) -> utoipa::openapi::OpenApi {
             .responses
             .entry("503".to_owned())
             .or_insert_with(|| {
-                problem_response(
+                problem_response(&format!(
                     "The database cannot answer now, or the projection has not reached the \
-                     consistency token within 5 s (`Retry-After` says when to try again)",
-                )
+                     consistency token within {} s (`Retry-After` says when to try again)",
+                    MAX_WAIT.as_secs()
+                ))
                 .into()
             });
     }
@@ -243,32 +245,26 @@ impl Route {
 /// The read-your-writes token every read takes (see `http::consistency`): a middleware strips
 /// it before the route sees its parameters, so it is in no route's list.
 fn consistency_parameters() -> [Parameter; 2] {
-    let description = "The `Consistency-Token` a write answered with (its stream sequence): \
-        the read waits up to 5 s until the projection has reached it, else 503. Header and \
-        parameter may be given together; the larger token counts.";
-    let token = || number_schema_integer().minimum(Some(0.0));
+    let description = format!(
+        "The `Consistency-Token` a write answered with (its stream sequence): the read waits \
+         up to {} s until the projection has reached it, else 503. Header and parameter may \
+         be given together; the larger token counts.",
+        MAX_WAIT.as_secs()
+    );
+    let token = |name: &str, parameter_in: ParameterIn| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(parameter_in)
+            .required(Required::False)
+            .description(Some(description.as_str()))
+            .schema(Some(integer().minimum(Some(0.0))))
+            .build()
+    };
+    // The header as the write answers name it; `CONSISTENCY_TOKEN` is its lowercase form.
     [
-        ParameterBuilder::new()
-            .name("consistency_token")
-            .parameter_in(ParameterIn::Query)
-            .required(Required::False)
-            .description(Some(description))
-            .schema(Some(token()))
-            .build(),
-        ParameterBuilder::new()
-            .name("Consistency-Token")
-            .parameter_in(ParameterIn::Header)
-            .required(Required::False)
-            .description(Some(description))
-            .schema(Some(token()))
-            .build(),
+        token(consistency::QUERY_PARAMETER, ParameterIn::Query),
+        token("Consistency-Token", ParameterIn::Header),
     ]
-}
-
-fn number_schema_integer() -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(SchemaType::Integer)
-        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
 }
 
 fn form(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
@@ -281,6 +277,13 @@ fn form(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Para
         .style(Some(ParameterStyle::Form))
         .explode(Some(false))
         .build()
+}
+
+/// A 64-bit integer, as stream sequences and versions are.
+fn integer() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
 }
 
 fn number() -> ObjectBuilder {
@@ -427,19 +430,9 @@ fn accepted_schema() -> Schema {
             string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
         )
         .required("id")
-        .property(
-            "sequence",
-            ObjectBuilder::new()
-                .schema_type(SchemaType::Integer)
-                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
-        )
+        .property("sequence", integer())
         .required("sequence")
-        .property(
-            "version",
-            ObjectBuilder::new()
-                .schema_type(SchemaType::Integer)
-                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
-        )
+        .property("version", integer())
         .required("version")
         .into()
 }
@@ -544,7 +537,7 @@ fn key_parameter() -> ParameterBuilder {
 /// The answer's stream sequence, for a read that must see this write.
 fn consistency_token_header() -> utoipa::openapi::header::Header {
     HeaderBuilder::new()
-        .schema(number_schema_integer())
+        .schema(integer())
         .description(Some(
             "The write's stream sequence; send it back with a read (header or \
              `consistency_token`) to read this write or a later state",

@@ -29,13 +29,11 @@ use uuid::Uuid;
 
 use super::{BaseUrl, COLLECTION_PATH, ITEMS_PATH, check_collection};
 use crate::error::{ApiError, ApiResult};
-use crate::http::caching::{
-    Versioned, entity_tag, list_not_modified, not_modified, with_validators,
-};
+use crate::http::caching::{Versioned, entity_tag, not_modified, with_validators};
 use crate::http::media::{self, GEO_JSON, JSON, Link};
 use crate::http::points::{
-    Feature, FeatureCollection, Format, GET_LISTED_POINT, Limits, ListedPoint, Members,
-    current_cursor, link_header, list_href, list_params,
+    Feature, FeatureCollection, Format, GET_LISTED_POINT, Limits, ListedPoint, Listing, Members,
+    current_cursor, link_header, list_href, list_params, read_listing,
 };
 use crate::http::{AppState, Path, Query};
 
@@ -126,15 +124,11 @@ pub(super) async fn list_items(
         current.as_ref(),
     ));
     // The links in the body start with the host, so the tag covers it through `self`.
-    if let Some(not_modified) = list_not_modified(&state.pool, &headers, &self_href).await? {
-        return Ok(not_modified);
-    }
-    let read = state
-        .pages
-        .read(&state.announced, &state.pool, &params)
-        .await?;
+    let (read, tag) = match read_listing(&state, &headers, &params, &self_href).await? {
+        Listing::Page { read, tag } => (read, tag),
+        Listing::NotModified(response) => return Ok(response),
+    };
     let (checkpoint, page) = &*read;
-    let tag = entity_tag(checkpoint.seq, &self_href);
     let as_of = checkpoint.at;
 
     let all_on_this_page = params.after.is_none() && page.next.is_none();

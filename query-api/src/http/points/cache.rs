@@ -27,7 +27,6 @@
 //! statement as without the cache, plus a hash of its canonical URL.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -51,23 +50,27 @@ pub(crate) type ReadPage = Arc<(Checkpoint, Page)>;
 pub(crate) struct PageCache {
     /// `None` when the cache is off.
     pages: Option<Cache<(u64, String), ReadPage>>,
-    /// Pages answered, by `source`: `memory` or `database`.
-    reads: Family<Vec<(&'static str, &'static str)>, Counter>,
+    /// Pages answered from memory: the `source="memory"` series of `query_page_reads_total`.
+    from_memory: Counter,
+    /// Pages read from the database, or whose read failed: `source="database"`.
+    from_database: Counter,
 }
 
 impl PageCache {
     /// An empty cache whose entries live `time_to_live` (off when zero), its counter
     /// registered as `query_page_reads_total` in `registry`.
     pub(crate) fn new(registry: &mut Registry, time_to_live: Duration) -> Self {
-        let reads = Family::default();
+        let reads = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
         registry.register(
             "query_page_reads",
             "Pages of GET /points and the OGC items answered, by source: memory (read at the \
              announced checkpoint within the cache's time to live) or database",
             reads.clone(),
         );
+        let series = |source| reads.get_or_create(&vec![("source", source)]).clone();
         Self {
-            reads,
+            from_memory: series("memory"),
+            from_database: series("database"),
             pages: (!time_to_live.is_zero()).then(|| {
                 Cache::builder()
                     .max_capacity(MAX_CACHED_POINTS)
@@ -82,6 +85,12 @@ impl PageCache {
         }
     }
 
+    /// Whether [`PageCache::read`] would answer from memory now: the cache is on and the
+    /// announcements are being heard.
+    pub(crate) fn serving(&self, announced: &consistency::Checkpoint) -> bool {
+        self.pages.is_some() && announced.current().is_some()
+    }
+
     /// The page `params` asks for, from memory when it was read at the checkpoint announced
     /// now, else from the database.
     pub(crate) async fn read(
@@ -90,26 +99,34 @@ impl PageCache {
         pool: &PgPool,
         params: &ListParams,
     ) -> Result<ReadPage, Arc<sqlx::Error>> {
-        let loaded = AtomicBool::new(false);
-        let load = async {
-            loaded.store(true, Ordering::Relaxed);
-            read_page(pool, params).await.map(Arc::new)
-        };
-        let read = match (&self.pages, announced.current()) {
-            (None, _) | (_, None) => load.await.map_err(Arc::new),
+        let load = async { read_page(pool, params).await.map(Arc::new) };
+        let (read, from_memory) = match (&self.pages, announced.current()) {
+            (None, _) | (_, None) => (load.await.map_err(Arc::new), false),
             (Some(pages), Some(checkpoint)) => {
                 // Every filter, the limit and the position, in canonical form; the format is
                 // left out, as both formats render the same page.
                 let request = list_href("", params, None, current_cursor(params).as_ref());
-                pages.try_get_with((checkpoint, request), load).await
+                // Fresh when this reader's load ran; readers who waited on another's load, or
+                // found the page in memory, get a page already there. A failed read counts
+                // as the database's, whichever reader made it.
+                match pages
+                    .entry((checkpoint, request))
+                    .or_try_insert_with(load)
+                    .await
+                {
+                    Ok(entry) => {
+                        let fresh = entry.is_fresh();
+                        (Ok(entry.into_value()), !fresh)
+                    }
+                    Err(error) => (Err(error), false),
+                }
             }
         };
-        let source = if loaded.load(Ordering::Relaxed) {
-            "database"
+        if from_memory {
+            self.from_memory.inc();
         } else {
-            "memory"
-        };
-        self.reads.get_or_create(&vec![("source", source)]).inc();
+            self.from_database.inc();
+        }
         read
     }
 }

@@ -16,6 +16,7 @@
 //! keeps the workspace free of an encoding dependency for 40-odd bytes; clients never look
 //! inside, so the format may change with the version byte.
 
+use geoledger_common::hex;
 use uuid::Uuid;
 
 use super::params::{Filters, Order};
@@ -24,7 +25,6 @@ const VERSION: u8 = 1;
 const NEWEST: u8 = 0;
 const NEAREST: u8 = 1;
 const HEADER_LEN: usize = 2 + 8 + 16;
-const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Where a page ends, in the order the request asked for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,18 +75,14 @@ impl Cursor {
         if let Some(distance) = last_distance {
             bytes.extend_from_slice(&distance.to_bits().to_be_bytes());
         }
-        bytes
-            .iter()
-            .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]])
-            .map(char::from)
-            .collect()
+        hex::encode(&bytes)
     }
 
     /// Reads a cursor back. Everything a client could have garbled or invented is refused
     /// here; whether it fits the request is [`Cursor::position_for`]'s question.
     pub(crate) fn decode(raw: &str) -> Result<Self, &'static str> {
         const GARBLED: &str = "is not a cursor this service issued";
-        let bytes = hex_decode(raw).ok_or(GARBLED)?;
+        let bytes = hex::decode(raw).ok_or(GARBLED)?;
         let (header, rest) = bytes.split_at_checked(HEADER_LEN).ok_or(GARBLED)?;
         if header[0] != VERSION {
             return Err(GARBLED);
@@ -125,23 +121,6 @@ impl Cursor {
             Err("was issued for another bbox, near, radius or datetime")
         }
     }
-}
-
-fn hex_decode(raw: &str) -> Option<Vec<u8>> {
-    if !raw.len().is_multiple_of(2) {
-        return None;
-    }
-    raw.as_bytes()
-        .chunks_exact(2)
-        .map(|pair| {
-            let digits = std::str::from_utf8(pair).ok()?;
-            // `from_str_radix` takes a leading sign, which is not a hex digit here.
-            if digits.starts_with(['+', '-']) {
-                return None;
-            }
-            u8::from_str_radix(digits, 16).ok()
-        })
-        .collect()
 }
 
 #[cfg(test)]

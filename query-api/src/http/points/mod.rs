@@ -89,6 +89,7 @@ pub(crate) use self::render::{
     Feature, FeatureCollection, Geometry, Members, Properties, link_header, list_href,
 };
 
+use self::cache::ReadPage;
 use self::cursor::Position;
 use self::params::Order;
 use super::caching::{
@@ -170,7 +171,7 @@ pub fn page_statement(
 /// One point as a list shows it. Coordinates are the stored doubles, which `serde_json` writes
 /// as the shortest text that reads back to the same double, so a client gets back exactly the
 /// number it wrote.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 #[schema(as = ListedPoint)]
 pub(crate) struct ListedPoint {
     id: Uuid,
@@ -253,6 +254,45 @@ fn paginate(mut points: Vec<ListedPoint>, params: &ListParams) -> Page {
     Page { points, next }
 }
 
+/// What a list request gets before rendering: the page a 200 serves, with its tag, or the 304.
+pub(crate) enum Listing {
+    /// The page as read (from memory or the database) and its tag.
+    Page { read: ReadPage, tag: String },
+    /// `If-None-Match` holds the tag of the page a 200 would serve now.
+    NotModified(Response),
+}
+
+/// The page `params` asks for, tagged for `request` (the canonical description of the route,
+/// the parameters and the representation; see `caching::entity_tag`), or the 304 when
+/// `If-None-Match` holds that very tag.
+///
+/// While the page cache is serving, the tag is that of the page it holds or loads, so a 304
+/// confirms exactly the page a 200 would give, and a conditional request whose page is in
+/// memory costs no statement at all. While it is not (turned off, or not hearing the
+/// projector's announcements), the checkpoint is read alone first, so that a current tag
+/// costs one indexed read, not the page.
+pub(crate) async fn read_listing(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &ListParams,
+    request: &str,
+) -> ApiResult<Listing> {
+    if !state.pages.serving(&state.announced)
+        && let Some(response) = list_not_modified(&state.pool, headers, request).await?
+    {
+        return Ok(Listing::NotModified(response));
+    }
+    let read = state
+        .pages
+        .read(&state.announced, &state.pool, params)
+        .await?;
+    let tag = entity_tag(read.0.seq, request);
+    Ok(match not_modified(headers, &tag) {
+        Some(response) => Listing::NotModified(response),
+        None => Listing::Page { read, tag },
+    })
+}
+
 /// The cursor a request came with, for links and tags that must repeat it.
 pub(crate) fn current_cursor(params: &ListParams) -> Option<Cursor> {
     params
@@ -309,18 +349,14 @@ async fn list_points(
         Some(format),
         current_cursor(&params).as_ref(),
     );
-    if let Some(not_modified) = list_not_modified(&state.pool, &headers, &request).await? {
-        return Ok(not_modified);
-    }
-    let read = state
-        .pages
-        .read(&state.announced, &state.pool, &params)
-        .await?;
-    let (checkpoint, page) = &*read;
-    let tag = entity_tag(checkpoint.seq, &request);
+    let (read, tag) = match read_listing(&state, &headers, &params, &request).await? {
+        Listing::Page { read, tag } => (read, tag),
+        Listing::NotModified(response) => return Ok(response),
+    };
+    let (_, page) = &*read;
     let next = page.next.map(|cursor| render::next_link(&params, &cursor));
     Ok(with_validators(
-        render::page(format, page.points.clone(), next.as_deref()),
+        render::page(format, &page.points, next.as_deref()),
         &tag,
     ))
 }

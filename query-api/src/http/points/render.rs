@@ -102,7 +102,7 @@ pub(super) fn next_link(params: &ListParams, cursor: &Cursor) -> String {
 }
 
 /// The answer to `GET /points`.
-pub(super) fn page(format: Format, points: Vec<ListedPoint>, next: Option<&str>) -> Response {
+pub(super) fn page(format: Format, points: &[ListedPoint], next: Option<&str>) -> Response {
     let mut response = match format {
         Format::Json => Json(points).into_response(),
         Format::GeoJson => {
@@ -110,7 +110,7 @@ pub(super) fn page(format: Format, points: Vec<ListedPoint>, next: Option<&str>)
                 .map(|href| Link::new(href, "next", GEO_JSON))
                 .into_iter()
                 .collect();
-            let collection = FeatureCollection::new(&points, Members::Listed, links);
+            let collection = FeatureCollection::new(points, Members::Listed, links);
             let mut response = Json(collection).into_response();
             response
                 .headers_mut()
@@ -364,7 +364,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_geojson_page_is_a_feature_collection_with_a_next_link() {
-        let response = page(Format::GeoJson, vec![paris(Some(433.7))], Some("/points?x"));
+        let response = page(Format::GeoJson, &[paris(Some(433.7))], Some("/points?x"));
         assert_eq!(response.headers()[CONTENT_TYPE], GEO_JSON);
         assert_eq!(response.headers()[LINK], "</points?x>; rel=\"next\"");
         assert_eq!(response.headers()[VARY], "accept");
@@ -385,10 +385,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_last_page_has_no_next_link() {
-        let response = page(Format::Json, vec![paris(None)], None);
+        let response = page(Format::Json, &[paris(None)], None);
         assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
         assert!(!response.headers().contains_key(LINK));
-        let response = page(Format::GeoJson, Vec::new(), None);
+        let response = page(Format::GeoJson, &[], None);
         assert_eq!(body(response).await["links"], serde_json::json!([]));
     }
 
