@@ -140,9 +140,12 @@ impl Worker {
 
         if let Ok(mut existing) = stream.get_consumer::<pull::Config>(&self.consumer).await {
             let info = existing.info().await.context("reading the consumer")?;
+            // A consumer made before acknowledgements covered whole batches (`Explicit`)
+            // is recreated like one out of step: the ack policy cannot be changed in place.
             let in_step = info.delivered.stream_sequence == checkpoint
                 && info.ack_floor.stream_sequence <= checkpoint
-                && info.config.filter_subject == self.spec.all_subjects();
+                && info.config.filter_subject == self.spec.all_subjects()
+                && info.config.ack_policy == AckPolicy::All;
             if in_step {
                 tracing::info!(nats.consumer = %self.consumer, checkpoint, "consumer bound");
                 return Ok(existing);
@@ -151,7 +154,9 @@ impl Worker {
                 nats.consumer = %self.consumer,
                 checkpoint,
                 nats.delivered = info.delivered.stream_sequence,
-                "consumer position differs from the checkpoint; recreating it"
+                nats.ack_policy = ?info.config.ack_policy,
+                "consumer out of step with the checkpoint or made with other settings; \
+                 recreating it"
             );
             stream
                 .delete_consumer(&self.consumer)
@@ -171,7 +176,11 @@ impl Worker {
                 durable_name: Some(self.consumer.clone()),
                 description: Some("geoledger points read model".to_owned()),
                 filter_subject: self.spec.all_subjects(),
-                ack_policy: AckPolicy::Explicit,
+                // One acknowledgement per committed batch, of its last message, covers
+                // the batch: the batch is one transaction, applied whole or not at all, so
+                // an acknowledgement per message would cost JetStream work per event and
+                // say nothing more.
+                ack_policy: AckPolicy::All,
                 ack_wait: ACK_WAIT,
                 deliver_policy,
                 max_ack_pending: 20_000,
@@ -391,17 +400,20 @@ fn event_span(
 }
 
 /// Acknowledges a committed batch (dead letters included: they are stored in their own
-/// stream by then). A lost ack only causes a redelivery, which the checkpoint turns into a
-/// no-op, so failures here are logged and not retried.
+/// stream by then) with one acknowledgement of its last message, which under
+/// `AckPolicy::All` covers every earlier one. A lost ack only causes a redelivery of the
+/// batch, which the checkpoint turns into a no-op, so a failure here is logged and not
+/// retried.
 async fn acknowledge(messages: &[Message], incoming: &[Incoming]) {
-    for (message, incoming) in messages.iter().zip(incoming) {
-        if let Err(error) = message.ack().await {
-            tracing::warn!(
-                nats.stream_seq = incoming.sequence,
-                error.message = %error,
-                "acknowledgement lost; the event will be redelivered and skipped"
-            );
-        }
+    let (Some(message), Some(last)) = (messages.last(), incoming.last()) else {
+        return;
+    };
+    if let Err(error) = message.ack().await {
+        tracing::warn!(
+            nats.stream_seq = last.sequence,
+            error.message = %error,
+            "acknowledgement lost; the batch will be redelivered and skipped"
+        );
     }
 }
 
