@@ -24,7 +24,7 @@ use geoledger_common::auth::{AuthConfig, Authenticator};
 use geoledger_common::config::{DatabaseConfig, SecretUrl};
 use geoledger_common::telemetry::LogFormat;
 
-pub use crate::http::{Limits, page_statement, router};
+pub use crate::http::{BoxScan, INDEXED_BOX_SHARE, Limits, page_box_scan, page_statement, router};
 
 /// Settings of every database session query-api opens, public so that the read benchmark
 /// explains its statements under the same ones.

@@ -560,3 +560,68 @@ async fn geojson_is_a_feature_collection_with_the_stored_doubles_bit_for_bit() {
     let array: Vec<Listed> = response.json().await.unwrap();
     assert_eq!(array.len(), 1);
 }
+
+/// A box holding a small share of the points is read through `points_geom_newest`, whose key
+/// keeps only 63 bits of the id. Points whose ids share those bits tie on the key; a walk with
+/// pages that end inside such a tie must still list every point of the box once, newest first.
+#[tokio::test]
+async fn a_box_walk_through_the_spatial_key_index_lists_tied_points_once_newest_first() {
+    let app = app_with_all_places().await;
+    // Ids above every UUIDv7 of today that agree in their first 64 bits: one key for all.
+    let tied = |i: u32| Uuid::parse_str(&format!("7fffffff-ffff-7fff-8000-{i:012x}")).unwrap();
+    for i in 0..60 {
+        // Around Vienna, and every sixth one far outside the box.
+        let (longitude, latitude) = if i % 6 == 0 {
+            (-70.0, -30.0)
+        } else {
+            (16.2 + f64::from(i) * 0.01, 48.2)
+        };
+        sqlx::query(
+            "INSERT INTO points (id, name, geom, version, last_seq, created_at, updated_at) \
+             VALUES ($1, 'tied', ST_SetSRID(ST_MakePoint($2, $3), 4326), 1, 0, now(), now())",
+        )
+        .bind(tied(i))
+        .bind(longitude)
+        .bind(latitude)
+        .execute(&app.pool)
+        .await
+        .expect("a tied point is inserted");
+    }
+
+    let query = "bbox=15.53,47.61,17.17,48.59&limit=7";
+    let pairs: Vec<(String, String)> = vec![
+        ("bbox".to_owned(), "15.53,47.61,17.17,48.59".to_owned()),
+        ("limit".to_owned(), "7".to_owned()),
+    ];
+    let limits = query_api::Limits::new(query_api::DEFAULT_LIMIT, query_api::MAX_LIMIT).unwrap();
+    assert_eq!(
+        query_api::page_box_scan(&app.pool, &pairs, limits).await,
+        Ok(query_api::BoxScan::Newest),
+        "a box around Vienna holds under {} of the places",
+        query_api::INDEXED_BOX_SHARE
+    );
+
+    let (points, pages) = walk(&app, query).await;
+    let reference = reference_ids(
+        &app.pool,
+        "ST_Intersects(geom, ST_MakeEnvelope(15.53, 47.61, 17.17, 48.59, 4326))",
+    )
+    .await;
+    assert!(
+        reference.len() > 300,
+        "{} places in the box",
+        reference.len()
+    );
+    assert_same_ids(&unique_ids(&points), &reference, "walk of the Vienna box");
+    assert_eq!(pages, reference.len().div_ceil(7));
+    assert!(
+        points.windows(2).all(|pair| pair[0].id > pair[1].id),
+        "the walk runs strictly newest first"
+    );
+    let inside_tied: Vec<Uuid> = (0..60).filter(|i| i % 6 != 0).map(tied).rev().collect();
+    let listed_first: Vec<Uuid> = points.iter().take(50).map(|p| p.id).collect();
+    assert_eq!(
+        listed_first, inside_tied,
+        "the tied points come first, by id"
+    );
+}

@@ -181,6 +181,7 @@ async fn a_rebuild_after_10000_events_is_identical_to_the_live_projection_and_st
         [
             "points_geog_gist",
             "points_geom_gist",
+            "points_geom_newest",
             "points_pkey",
             "points_updated_at"
         ]

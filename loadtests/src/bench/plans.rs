@@ -13,7 +13,8 @@ pub async fn statement_ids(
     query: ReadQuery,
     cursor: &str,
 ) -> anyhow::Result<Vec<Uuid>> {
-    let mut sql = query.statement("", cursor)?;
+    let scan = query.box_scan(pool, cursor).await?;
+    let mut sql = query.statement("", cursor, scan)?;
     let rows = sql.build().persistent(false).fetch_all(pool).await?;
     // The statement leads with the checkpoint; an empty page is one row without an id.
     let ids: Vec<Option<Uuid>> = rows
@@ -26,8 +27,9 @@ pub async fn statement_ids(
 /// `EXPLAIN (ANALYZE, BUFFERS)` of the statement, one line per element. It is sent
 /// unprepared with its binds, as query-api sends it, so the plan is made for these values.
 pub async fn explain(pool: &PgPool, query: ReadQuery, cursor: &str) -> anyhow::Result<Vec<String>> {
+    let scan = query.box_scan(pool, cursor).await?;
     Ok(query
-        .statement("EXPLAIN (ANALYZE, BUFFERS) ", cursor)?
+        .statement("EXPLAIN (ANALYZE, BUFFERS) ", cursor, scan)?
         .build_query_scalar()
         .persistent(false)
         .fetch_all(pool)

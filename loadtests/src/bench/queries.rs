@@ -2,13 +2,17 @@
 //! query-api runs for it, so that its plan can be shown.
 
 use anyhow::{Context as _, anyhow};
-use sqlx::{Postgres, QueryBuilder};
+use query_api::BoxScan;
+use sqlx::{PgExecutor, Postgres, QueryBuilder};
 
 /// Points per timed page: query-api's default.
 pub const PAGE: u32 = 100;
 
 /// Paris and its inner suburbs, about 18 × 11 km.
 const CITY_BOX: [f64; 4] = [2.22, 48.81, 2.47, 48.91];
+/// One degree around Paris: the size of the load test's map windows, with thousands of points
+/// at a million but a small share of them, which the walk of `points_geom_newest` serves.
+const REGION_BOX: [f64; 4] = [1.85, 48.35, 2.85, 49.35];
 /// Western and central Europe, which holds about a quarter of the places.
 const CONTINENT_BOX: [f64; 4] = [-10.0, 35.0, 30.0, 60.0];
 /// Paris, Hôtel de Ville: the centre of the radius read, and of the small table.
@@ -25,6 +29,8 @@ pub enum ReadQuery {
     DeepPage,
     /// A city-sized box.
     CityBox,
+    /// A box one degree wide, with thousands of points at a million.
+    RegionBox,
     /// A continent-sized box, where most points match and the primary key order wins.
     ContinentBox,
     /// The nearest points within 10 km of a city centre.
@@ -33,10 +39,11 @@ pub enum ReadQuery {
 
 impl ReadQuery {
     /// Every read, in the order they are timed and reported.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::FirstPage,
         Self::DeepPage,
         Self::CityBox,
+        Self::RegionBox,
         Self::ContinentBox,
         Self::Radius,
     ];
@@ -48,6 +55,7 @@ impl ReadQuery {
             Self::FirstPage => "first page",
             Self::DeepPage => "deep page",
             Self::CityBox => "bbox Paris",
+            Self::RegionBox => "bbox 1 degree",
             Self::ContinentBox => "bbox Europe",
             Self::Radius => "10 km radius",
         }
@@ -60,6 +68,7 @@ impl ReadQuery {
             Self::FirstPage => String::new(),
             Self::DeepPage => format!("&cursor={cursor}"),
             Self::CityBox => format!("&bbox={}", join(&CITY_BOX)),
+            Self::RegionBox => format!("&bbox={}", join(&REGION_BOX)),
             Self::ContinentBox => format!("&bbox={}", join(&CONTINENT_BOX)),
             Self::Radius => format!("&near={},{}&radius={RADIUS_METRES}", CENTRE.0, CENTRE.1),
         };
@@ -68,7 +77,8 @@ impl ReadQuery {
 
     /// The statement query-api runs for [`ReadQuery::path`], with the same binds, after
     /// `head`: the page plus one row that only tells whether a next page exists. It comes from
-    /// query-api itself ([`query_api::page_statement`]), so the plan shown is the one it gets.
+    /// query-api itself ([`query_api::page_statement`]), so the plan shown is the one it gets
+    /// when it reads the box as `scan` says ([`ReadQuery::box_scan`]).
     ///
     /// # Errors
     /// When query-api would refuse the request (a cursor it cannot read, say).
@@ -76,14 +86,35 @@ impl ReadQuery {
         self,
         head: &str,
         cursor: &str,
+        scan: BoxScan,
     ) -> anyhow::Result<QueryBuilder<'static, Postgres>> {
-        let url = reqwest::Url::parse("http://bench.invalid")?.join(&self.path(cursor))?;
-        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-        let limits = query_api::Limits::new(query_api::DEFAULT_LIMIT, query_api::MAX_LIMIT)
-            .context("query-api's default limits")?;
-        query_api::page_statement(head, &pairs, limits)
+        query_api::page_statement(head, &self.pairs(cursor)?, limits()?, scan)
             .map_err(|reasons| anyhow!("query-api refuses {}: {reasons}", self.path(cursor)))
     }
+
+    /// How query-api reads this page from the database behind `executor` now.
+    ///
+    /// # Errors
+    /// When query-api would refuse the request, or the database fails.
+    pub async fn box_scan(
+        self,
+        executor: impl PgExecutor<'_>,
+        cursor: &str,
+    ) -> anyhow::Result<BoxScan> {
+        query_api::page_box_scan(executor, &self.pairs(cursor)?, limits()?)
+            .await
+            .map_err(|reasons| anyhow!("{}: {reasons}", self.path(cursor)))
+    }
+
+    fn pairs(self, cursor: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let url = reqwest::Url::parse("http://bench.invalid")?.join(&self.path(cursor))?;
+        Ok(url.query_pairs().into_owned().collect())
+    }
+}
+
+fn limits() -> anyhow::Result<query_api::Limits> {
+    query_api::Limits::new(query_api::DEFAULT_LIMIT, query_api::MAX_LIMIT)
+        .context("query-api's default limits")
 }
 
 fn join(values: &[f64]) -> String {
@@ -123,10 +154,17 @@ mod tests {
             ReadQuery::ContinentBox,
             ReadQuery::Radius,
         ] {
-            let text = query.statement("", "").unwrap().into_sql();
+            let text = query
+                .statement("", "", BoxScan::Planned)
+                .unwrap()
+                .into_sql();
             let by_distance = text.contains("ORDER BY distance, id LIMIT");
             assert_eq!(by_distance, query == ReadQuery::Radius, "{text}");
         }
-        assert!(ReadQuery::DeepPage.statement("", "not-a-cursor").is_err());
+        assert!(
+            ReadQuery::DeepPage
+                .statement("", "not-a-cursor", BoxScan::Planned)
+                .is_err()
+        );
     }
 }

@@ -36,7 +36,7 @@ use geoledger_common::telemetry::http::{REQUEST_ID, ensure_trace_context, reques
 
 use crate::error::ApiError;
 
-pub use self::points::{Limits, page_statement};
+pub use self::points::{BoxScan, INDEXED_BOX_SHARE, Limits, page_box_scan, page_statement};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]

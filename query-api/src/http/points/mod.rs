@@ -92,6 +92,7 @@ pub(crate) use self::render::{
 use self::cache::ReadPage;
 use self::cursor::Position;
 use self::params::Order;
+pub use self::select::{BoxScan, INDEXED_BOX_SHARE};
 use super::caching::{
     Checkpoint, Versioned, entity_tag, list_not_modified, not_modified, version_tag,
     with_validators,
@@ -152,20 +153,42 @@ pub fn page_statement(
     head: &str,
     pairs: &[(String, String)],
     limits: Limits,
+    scan: BoxScan,
 ) -> Result<sqlx::QueryBuilder<'static, sqlx::Postgres>, String> {
-    let params = list_params(pairs, POINTS_PARAMS, limits).map_err(|errors| {
+    let params = bench_params(pairs, limits)?;
+    Ok(select::page_at_query(
+        head,
+        &params.filters,
+        scan,
+        params.after,
+        params.limit,
+    ))
+}
+
+/// How query-api would read the page of `GET /points?<pairs>` from the database behind
+/// `executor` now: the [`BoxScan`] to give [`page_statement`].
+///
+/// # Errors
+/// The parameters' problems as [`page_statement`] gives them, or the database's error.
+pub async fn page_box_scan(
+    executor: impl sqlx::PgExecutor<'_>,
+    pairs: &[(String, String)],
+    limits: Limits,
+) -> Result<BoxScan, String> {
+    let params = bench_params(pairs, limits)?;
+    select::box_scan(executor, &params.filters)
+        .await
+        .map_err(|e| format!("estimating the box's share: {e}"))
+}
+
+fn bench_params(pairs: &[(String, String)], limits: Limits) -> Result<ListParams, String> {
+    list_params(pairs, POINTS_PARAMS, limits).map_err(|errors| {
         errors
             .iter()
             .map(|e| format!("{}: {}", e.field, e.reason))
             .collect::<Vec<_>>()
             .join("\n")
-    })?;
-    Ok(select::page_at_query(
-        head,
-        &params.filters,
-        params.after,
-        params.limit,
-    ))
+    })
 }
 
 /// One point as a list shows it. Coordinates are the stored doubles, which `serde_json` writes
@@ -226,8 +249,10 @@ pub(crate) async fn read_page(
     pool: &sqlx::PgPool,
     params: &ListParams,
 ) -> sqlx::Result<(Checkpoint, Page)> {
+    let mut connection = pool.acquire().await?;
     let (checkpoint, points) =
-        select::select_page_at(pool, &params.filters, params.after, params.limit).await?;
+        select::select_page_at(&mut connection, &params.filters, params.after, params.limit)
+            .await?;
     Ok((checkpoint, paginate(points, params)))
 }
 
