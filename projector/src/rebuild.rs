@@ -245,10 +245,12 @@ pub(crate) async fn rebuild(
         drop_shadow(&mut conn).await?;
     }
     let resumed_from = prepare_shadow(&mut conn).await?;
-    let head = feed::head(js, spec).await?;
+    // The checkpoint before the head: the live projector keeps projecting meanwhile, and a
+    // checkpoint read after the head could be past it without being from another stream.
     let live = apply::checkpoint_of(&mut conn, PROJECTION)
         .await?
         .unwrap_or(0);
+    let head = feed::head(js, spec).await?;
     // The shadow could never catch up with such a checkpoint, and the swap would wait for it
     // holding the live projector back.
     anyhow::ensure!(
