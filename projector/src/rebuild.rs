@@ -544,8 +544,9 @@ async fn drop_shadow(conn: &mut PgConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates `table` with the columns, defaults and checks of `like`, and its primary and unique
-/// keys (named as `like`'s plus `suffix`), but none of its other indexes.
+/// Creates `table` with the columns, defaults, checks and statistics targets of `like`, and
+/// its primary and unique keys (named as `like`'s plus `suffix`), but none of its other
+/// indexes.
 pub(crate) async fn create_like(
     conn: &mut PgConnection,
     like: &str,
@@ -558,6 +559,23 @@ pub(crate) async fn create_like(
     ))
     .execute(&mut *conn)
     .await?;
+    // LIKE leaves them out, and query-api's box pages rely on the small target of `geom`
+    // (migration 7) for cheap planning. A column without its own target is left out here.
+    let targets: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT attname::text, attstattarget::int4 FROM pg_attribute
+         WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
+           AND attstattarget >= 0 ORDER BY attnum",
+    )
+    .bind(like)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (column, target) in targets {
+        sqlx::query(&format!(
+            "ALTER TABLE {table} ALTER COLUMN \"{column}\" SET STATISTICS {target}"
+        ))
+        .execute(&mut *conn)
+        .await?;
+    }
     let keys: Vec<(String, String)> = sqlx::query_as(
         "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
          WHERE conrelid = to_regclass($1) AND contype IN ('p', 'u') ORDER BY conname",

@@ -170,6 +170,17 @@ async fn a_rebuild_after_10000_events_is_identical_to_the_live_projection_and_st
         leftovers, 0,
         "the shadow tables and indexes took the live names"
     );
+    let geom_target: i32 = sqlx::query_scalar(
+        "SELECT attstattarget::int4 FROM pg_attribute \
+         WHERE attrelid = 'points'::regclass AND attname = 'geom'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        geom_target, 20,
+        "the rebuilt geom keeps its statistics target"
+    );
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE tablename = 'points' ORDER BY 1",
     )
