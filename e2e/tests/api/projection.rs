@@ -282,3 +282,58 @@ async fn a_second_projector_stands_by_and_takes_over_without_losing_events() {
     );
     standby.stop().await;
 }
+
+/// The projector looks each batch's points up with a prepared `id = ANY($1)`. After large
+/// first batches on a new, never analysed read model (a stack's places, a backlog after an
+/// outage), PostgreSQL used to settle on one generic plan for it, a sequential scan of the
+/// then small table, and keep it for every later batch while the table grew. The projector's
+/// sessions plan each run for the table as it is, so later batches use the primary key.
+#[tokio::test]
+async fn batches_after_large_first_ones_look_points_up_by_the_primary_key() {
+    let mut app = spawn_app().await;
+    app.projector.stop().await;
+    let places = crate::helpers::all_places();
+    let (backlog, singles) = (6_000, 150);
+    let last = futures::stream::iter(&places[..backlog])
+        .map(|place| {
+            let app = &app;
+            async move { app.create_point(&place.to_json()).await.sequence }
+        })
+        .buffer_unordered(32)
+        .fold(0, |last, sequence| async move { last.max(sequence) })
+        .await;
+    // Drained from one backlog, the batches are the projector's largest (500 events). For
+    // those, reading the small table whole can be the right plan.
+    app.projector = start_projector(&app.nats, &app.projector_config(2)).await;
+    app.wait_projected(last).await;
+    let after_backlog = table_scans(&app, backlog).await;
+
+    for place in &places[backlog..backlog + singles] {
+        let sequence = app.create_point(&place.to_json()).await.sequence;
+        app.wait_projected(sequence).await;
+    }
+    let scans = table_scans(&app, backlog + singles).await - after_backlog;
+    assert!(
+        scans < 5,
+        "{scans} scans of the whole table for {singles} batches of one point"
+    );
+}
+
+/// Sequential scans of `points` so far, once the statistics count `inserted` rows: each
+/// session hands its counters over within about a second of going idle.
+async fn table_scans(app: &crate::helpers::TestApp, inserted: usize) -> i64 {
+    let inserted = i64::try_from(inserted).expect("a test's count fits a bigint");
+    for _ in 0..100 {
+        let (counted, scans): (i64, i64) = sqlx::query_as(
+            "SELECT n_tup_ins, seq_scan FROM pg_stat_user_tables WHERE relname = 'points'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .expect("the table statistics are readable");
+        if counted >= inserted {
+            return scans;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the statistics never counted {inserted} inserts into points");
+}
