@@ -560,7 +560,7 @@ pub(crate) async fn create_like(
     .execute(&mut *conn)
     .await?;
     // LIKE leaves them out, and query-api's box pages rely on the small target of `geom`
-    // (migration 7) for cheap planning. A column without its own target is left out here.
+    // (migration 8) for cheap planning. A column without its own target is left out here.
     let targets: Vec<(String, i32)> = sqlx::query_as(
         "SELECT attname::text, attstattarget::int4 FROM pg_attribute
          WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
