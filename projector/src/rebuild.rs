@@ -559,36 +559,27 @@ pub(crate) async fn create_like(
     ))
     .execute(&mut *conn)
     .await?;
-    // LIKE leaves them out, and query-api's box pages rely on the small target of `geom`
-    // (migration 8) for cheap planning. A column without its own target is left out here.
-    let targets: Vec<(String, i32)> = sqlx::query_as(
-        "SELECT attname::text, attstattarget::int4 FROM pg_attribute
+    // LIKE leaves out the per-column statistics targets, and query-api's box pages rely on
+    // the small target of `geom` (migration 8) for cheap planning; the keys are named anew.
+    let statements: Vec<String> = sqlx::query_scalar(
+        "SELECT format('ALTER TABLE %s ALTER COLUMN %I SET STATISTICS %s',
+                       $2::text, attname, attstattarget)
+         FROM pg_attribute
          WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
-           AND attstattarget >= 0 ORDER BY attnum",
+           AND attstattarget >= 0
+         UNION ALL
+         SELECT format('ALTER TABLE %s ADD CONSTRAINT %s %s',
+                       $2::text, conname || $3::text, pg_get_constraintdef(oid))
+         FROM pg_constraint
+         WHERE conrelid = to_regclass($1) AND contype IN ('p', 'u')",
     )
     .bind(like)
+    .bind(table)
+    .bind(suffix)
     .fetch_all(&mut *conn)
     .await?;
-    for (column, target) in targets {
-        sqlx::query(&format!(
-            "ALTER TABLE {table} ALTER COLUMN \"{column}\" SET STATISTICS {target}"
-        ))
-        .execute(&mut *conn)
-        .await?;
-    }
-    let keys: Vec<(String, String)> = sqlx::query_as(
-        "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
-         WHERE conrelid = to_regclass($1) AND contype IN ('p', 'u') ORDER BY conname",
-    )
-    .bind(like)
-    .fetch_all(&mut *conn)
-    .await?;
-    for (name, definition) in keys {
-        sqlx::query(&format!(
-            "ALTER TABLE {table} ADD CONSTRAINT {name}{suffix} {definition}"
-        ))
-        .execute(&mut *conn)
-        .await?;
+    for statement in statements {
+        sqlx::query(&statement).execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -142,6 +142,10 @@ pub(crate) fn page_at_query(
     sql
 }
 
+/// The columns of a listed point, less its distance, which each statement adds its own way.
+const LISTED_COLUMNS: &str =
+    "SELECT id, name, ST_X(geom) AS longitude, ST_Y(geom) AS latitude, updated_at, ";
+
 /// A row of [`select_page_at`]: the checkpoint, and a point unless the page is empty.
 struct PageRow {
     checkpoint: Checkpoint,
@@ -179,21 +183,10 @@ pub(crate) fn page_query(
         push_newest_in_box(&mut sql, bbox, after, limit);
         return sql;
     }
-    sql.push(
-        "SELECT id, name, ST_X(geom) AS longitude, ST_Y(geom) AS latitude, updated_at, \
-         NULL::float8 AS distance FROM points WHERE TRUE",
-    );
+    sql.push(LISTED_COLUMNS)
+        .push("NULL::float8 AS distance FROM points WHERE TRUE");
     push_box_and_time(&mut sql, filters);
-    match after {
-        None => {}
-        Some(Position::Newest { last_id }) => {
-            sql.push(" AND id < ").push_bind(last_id);
-        }
-        // `list_params` only lets a cursor through when its order is the filters' order.
-        Some(Position::Nearest { .. }) => {
-            sql.push(" AND FALSE");
-        }
-    }
+    push_below_cursor(&mut sql, after, false);
     sql.push(" ORDER BY id DESC LIMIT ")
         .push_bind(i64::from(limit) + 1);
     sql
@@ -215,10 +208,8 @@ fn push_nearest(
     limit: u32,
 ) {
     let rows = i64::from(limit) + 1;
-    sql.push(
-        "SELECT id, name, ST_X(geom) AS longitude, ST_Y(geom) AS latitude, updated_at, \
-         distance FROM (SELECT id, name, geom, updated_at, ",
-    );
+    sql.push(LISTED_COLUMNS)
+        .push("distance FROM (SELECT id, name, geom, updated_at, ");
     push_distance(sql, near);
     sql.push(" AS distance FROM points WHERE TRUE");
     push_box_and_time(sql, filters);
@@ -271,29 +262,15 @@ fn push_newest_in_box(
     limit: u32,
 ) {
     let rows = i64::from(limit) + 1;
-    sql.push(
-        "SELECT id, name, ST_X(geom) AS longitude, ST_Y(geom) AS latitude, updated_at, \
-         NULL::float8 AS distance FROM (",
-    );
+    sql.push(LISTED_COLUMNS)
+        .push("NULL::float8 AS distance FROM (");
     for (i, part) in box_parts(bbox).iter().enumerate() {
         if i > 0 {
             sql.push(" UNION ALL ");
         }
         sql.push("(SELECT id, name, geom, updated_at FROM points WHERE ");
         push_envelope_test(sql, *part);
-        match after {
-            None => {}
-            Some(Position::Newest { last_id }) => {
-                sql.push(" AND id < ")
-                    .push_bind(last_id)
-                    .push(" AND point_list_key(id) <= point_list_key(")
-                    .push_bind(last_id)
-                    .push(")");
-            }
-            Some(Position::Nearest { .. }) => {
-                sql.push(" AND FALSE");
-            }
-        }
+        push_below_cursor(sql, after, true);
         // 9223372036854775807 is the largest bigint; keys are at most half of 2^64, so the
         // distance never overflows.
         sql.push(" ORDER BY point_list_key(id) <-> 9223372036854775807 FETCH FIRST (")
@@ -302,6 +279,31 @@ fn push_newest_in_box(
     }
     sql.push(") AS newest ORDER BY id DESC LIMIT ")
         .push_bind(rows);
+}
+
+/// The condition of a newest-first page after `after`: ids below the cursor's, and with
+/// `key` the same bound on `point_list_key`, which `points_geom_newest` can use. A cursor of
+/// a nearest-first walk matches nothing (`list_params` only lets a cursor through when its
+/// order is the filters' order).
+fn push_below_cursor(
+    sql: &mut QueryBuilder<'static, Postgres>,
+    after: Option<Position>,
+    key: bool,
+) {
+    match after {
+        None => {}
+        Some(Position::Newest { last_id }) => {
+            sql.push(" AND id < ").push_bind(last_id);
+            if key {
+                sql.push(" AND point_list_key(id) <= point_list_key(")
+                    .push_bind(last_id)
+                    .push(")");
+            }
+        }
+        Some(Position::Nearest { .. }) => {
+            sql.push(" AND FALSE");
+        }
+    }
 }
 
 /// The box as `[west, south, east, north]` boxes that do not cross the antimeridian: itself,
@@ -348,19 +350,14 @@ fn push_centre(sql: &mut QueryBuilder<'static, Postgres>, near: &Near) {
 }
 
 fn push_bbox(sql: &mut QueryBuilder<'static, Postgres>, bbox: &BoundingBox) {
-    let parts = box_parts(bbox);
-    if parts.len() > 1 {
-        sql.push("(");
-    }
-    for (i, part) in parts.iter().enumerate() {
+    sql.push("(");
+    for (i, part) in box_parts(bbox).iter().enumerate() {
         if i > 0 {
             sql.push(" OR ");
         }
         push_envelope_test(sql, *part);
     }
-    if parts.len() > 1 {
-        sql.push(")");
-    }
+    sql.push(")");
 }
 
 /// `ST_Intersects` with the box `[west, south, east, north]`.
