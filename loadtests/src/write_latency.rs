@@ -146,7 +146,8 @@ impl fmt::Display for Report {
         match (self.projector_rate, self.projector_max_pending) {
             (Some(rate), Some(pending)) => write!(
                 f,
-                "\n  projector applied {rate:.0} events/s meanwhile; largest backlog {pending} events"
+                "\n  projector applied {rate:.0} events/s meanwhile; \
+                 largest backlog {pending} events"
             )?,
             _ => write!(f, "\n  projector: status not readable")?,
         }

@@ -226,7 +226,8 @@ pub(crate) fn properties_text() -> impl Strategy<Value = Option<String>> {
     let key = prop_oneof![
         4 => "[a-z]{1,8}".prop_map(|s| json_string(&s)),
         1 => any::<String>().prop_map(|s| json_string(&s)),
-        1 => prop::sample::select(vec!["\"\\u0000\"", "\"\"", "\"\\ud800\""]).prop_map(str::to_owned),
+        1 => prop::sample::select(vec!["\"\\u0000\"", "\"\"", "\"\\ud800\""])
+            .prop_map(str::to_owned),
     ];
     prop_oneof![
         4 => Just(None),
@@ -290,7 +291,9 @@ pub(crate) fn url_text() -> impl Strategy<Value = String> {
     prop_oneof![
         3 => any::<String>().prop_map(|s| percent_encode(s.as_bytes())),
         2 => prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| percent_encode(&b)),
-        1 => prop::sample::select(vec!["%zz", "%", "%C0%80", "%FF%FE", "%00", "..", "%2F", "+", "%2B"])
-            .prop_map(str::to_owned),
+        1 => prop::sample::select(vec![
+            "%zz", "%", "%C0%80", "%FF%FE", "%00", "..", "%2F", "+", "%2B",
+        ])
+        .prop_map(str::to_owned),
     ]
 }

@@ -247,8 +247,10 @@ fn if_match() -> impl Strategy<Value = IfMatch> {
     prop_oneof![
         6 => Just(IfMatch::None),
         2 => Just(IfMatch::Current),
-        2 => prop::sample::select(vec!["*", "\"1\"", "\"0\"", "W/\"1\"", "1", "\"-1\"", "\"99999999999999999999\"", ""])
-            .prop_map(|s| IfMatch::Fixed(s.to_owned())),
+        2 => prop::sample::select(vec![
+            "*", "\"1\"", "\"0\"", "W/\"1\"", "1", "\"-1\"", "\"99999999999999999999\"", "",
+        ])
+        .prop_map(|s| IfMatch::Fixed(s.to_owned())),
     ]
 }
 
@@ -257,7 +259,8 @@ fn if_match() -> impl Strategy<Value = IfMatch> {
 fn idempotency_key() -> impl Strategy<Value = Option<Vec<u8>>> {
     prop_oneof![
         6 => Just(None),
-        3 => prop::sample::select(vec!["fuzz-a", "fuzz-b", "fuzz-c"]).prop_map(|k| Some(k.as_bytes().to_vec())),
+        3 => prop::sample::select(vec!["fuzz-a", "fuzz-b", "fuzz-c"])
+            .prop_map(|k| Some(k.as_bytes().to_vec())),
         1 => prop_oneof![
             Just(Vec::new()),
             Just(b"has space".to_vec()),

@@ -458,7 +458,10 @@ mod tests {
         let json = serde_json::to_string(&point).unwrap();
         assert_eq!(
             json,
-            r#"{"id":"00000000-0000-0000-0000-000000000000","name":"Kraków","longitude":19.93658,"latitude":50.06143}"#
+            concat!(
+                r#"{"id":"00000000-0000-0000-0000-000000000000","name":"Kraków","#,
+                r#""longitude":19.93658,"latitude":50.06143}"#
+            )
         );
     }
 
