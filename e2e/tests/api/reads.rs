@@ -625,3 +625,102 @@ async fn a_box_walk_through_the_spatial_key_index_lists_tied_points_once_newest_
         "the tied points come first, by id"
     );
 }
+
+/// `geoledger_query_nearest_pages_total{path="<path>"}`, 0 while it has not appeared.
+async fn nearest_pages(app: &TestApp, path: &str) -> f64 {
+    let samples = crate::helpers::scrape(&app.http, &app.query.url("/metrics")).await;
+    crate::helpers::value(
+        &samples,
+        "geoledger_query_nearest_pages_total",
+        &[("path", path)],
+    )
+    .unwrap_or(0.0)
+}
+
+/// The ids within `radius` metres of the centre in PostGIS's own order: `<->` on geography,
+/// then id.
+async fn reference_nearest(pool: &PgPool, longitude: f64, latitude: f64, radius: f64) -> Vec<Uuid> {
+    let centre = format!("ST_SetSRID(ST_MakePoint({longitude}, {latitude}), 4326)::geography");
+    sqlx::query_scalar(&format!(
+        "SELECT id FROM points WHERE geom::geography <-> {centre} <= {radius} \
+         ORDER BY geom::geography <-> {centre}, id"
+    ))
+    .fetch_all(pool)
+    .await
+    .expect("the reference query runs")
+}
+
+#[tokio::test]
+async fn radius_searches_around_real_places_list_postgis_own_order_through_the_planar_index() {
+    let app = app_with_all_places().await;
+    let places = all_places();
+    // Every 4,001st place: about 60 centres from every inhabited latitude, in and out of
+    // crowded regions; three radii, and page sizes that put many page boundaries in each.
+    for (i, centre) in places.iter().step_by(4_001).enumerate() {
+        let (radius, limit) = [(5_000.0, 3), (30_000.0, 20), (120_000.0, 150)][i % 3];
+        let query = format!(
+            "near={},{}&radius={radius}&limit={limit}",
+            centre.longitude, centre.latitude
+        );
+        let (points, _) = walk(&app, &query).await;
+        let listed: Vec<Uuid> = points.iter().map(|p| p.id).collect();
+        let reference =
+            reference_nearest(&app.pool, centre.longitude, centre.latitude, radius).await;
+        assert!(
+            !reference.is_empty(),
+            "{query}: the centre itself is a place"
+        );
+        assert_eq!(listed, reference, "{query} ({})", centre.name);
+    }
+    // Each first page came from the planar walk, bar a few the bound did not settle (none of
+    // these circles crosses the antimeridian or comes near a pole); later pages, from the
+    // geography index.
+    let centres = f64::from(u32::try_from(places.len().div_ceil(4_001)).unwrap());
+    let planar = nearest_pages(&app, "planar").await;
+    let fallback = nearest_pages(&app, "planar_then_sphere").await;
+    assert!(
+        (planar + fallback - centres).abs() < 0.5,
+        "{planar} + {fallback} first pages"
+    );
+    assert!(planar >= 0.9 * centres, "{fallback} of {centres} fell back");
+    assert!(
+        nearest_pages(&app, "sphere").await > 100.0,
+        "the later pages"
+    );
+}
+
+#[tokio::test]
+async fn a_planar_walk_that_cannot_prove_its_page_gives_way_to_the_geography_index() {
+    let app = spawn_app().await;
+    // At 60° north a degree of longitude is half a degree of latitude on the sphere. Sixteen
+    // points 0.1° north or south of the centre (11 km) are nearer in the plane than two
+    // points 0.15° east and west (8.3 km), which are nearer on the sphere. A walk for a page
+    // of one reads 13 points, all from the first group, and cannot rule out the second.
+    let mut places: Vec<Place> = (0..16)
+        .map(|i| {
+            let north = if i % 2 == 0 { 0.1 } else { -0.1 };
+            place(
+                &format!("row {i}"),
+                10.0 + f64::from(i) * 1e-4,
+                60.0 + north,
+            )
+        })
+        .collect();
+    places.push(place("east", 10.15, 60.0));
+    places.push(place("west", 9.85, 60.0));
+    copy_places(&app.pool, &places).await;
+
+    let (points, pages) = walk(&app, "near=10,60&radius=20000&limit=1").await;
+    assert_eq!(pages, 18);
+    let names: Vec<&str> = points.iter().take(2).map(|p| p.name.as_str()).collect();
+    assert!(
+        names.contains(&"east") && names.contains(&"west"),
+        "the two nearest on the sphere first: {names:?}"
+    );
+    let listed: Vec<Uuid> = points.iter().map(|p| p.id).collect();
+    assert_eq!(
+        listed,
+        reference_nearest(&app.pool, 10.0, 60.0, 20_000.0).await
+    );
+    assert!(nearest_pages(&app, "planar_then_sphere").await >= 1.0);
+}

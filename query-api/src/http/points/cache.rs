@@ -35,6 +35,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 
+use super::select::NearestPath;
 use super::{ListParams, Page, current_cursor, list_href, read_page};
 use crate::http::caching::Checkpoint;
 use crate::http::consistency;
@@ -54,6 +55,9 @@ pub(crate) struct PageCache {
     from_memory: Counter,
     /// Pages read from the database, or whose read failed: `source="database"`.
     from_database: Counter,
+    /// Radius searches' pages read from the database, by how they were found
+    /// (`query_nearest_pages_total`), in [`NearestPath::ALL`]'s order.
+    nearest: [Counter; 3],
 }
 
 impl PageCache {
@@ -68,7 +72,19 @@ impl PageCache {
             reads.clone(),
         );
         let series = |source| reads.get_or_create(&vec![("source", source)]).clone();
+        let nearest = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+        registry.register(
+            "query_nearest_pages",
+            "Pages of radius searches read from the database, by how they were found: planar \
+             (the planar index settled the page), planar_then_sphere (it did not, and the \
+             geography index was read too) or sphere (the geography index alone: a page \
+             after the first, or a circle across the antimeridian or near a pole)",
+            nearest.clone(),
+        );
+        let nearest = NearestPath::ALL
+            .map(|path| nearest.get_or_create(&vec![("path", path.label())]).clone());
         Self {
+            nearest,
             from_memory: series("memory"),
             from_database: series("database"),
             pages: (!time_to_live.is_zero()).then(|| {
@@ -99,7 +115,13 @@ impl PageCache {
         pool: &PgPool,
         params: &ListParams,
     ) -> Result<ReadPage, Arc<sqlx::Error>> {
-        let load = async { read_page(pool, params).await.map(Arc::new) };
+        let load = async {
+            let (checkpoint, page, nearest) = read_page(pool, params).await?;
+            if let Some(path) = nearest {
+                self.nearest[path as usize].inc();
+            }
+            Ok(Arc::new((checkpoint, page)))
+        };
         let (read, from_memory) = match (&self.pages, announced.current()) {
             (None, _) | (_, None) => (load.await.map_err(Arc::new), false),
             (Some(pages), Some(checkpoint)) => {

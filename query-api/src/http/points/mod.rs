@@ -69,6 +69,7 @@ mod datetime;
 mod params;
 mod render;
 mod select;
+mod sphere;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -92,6 +93,7 @@ pub(crate) use self::render::{
 use self::cache::ReadPage;
 use self::cursor::Position;
 use self::params::Order;
+use self::select::NearestPath;
 pub use self::select::{BoxScan, INDEXED_BOX_SHARE};
 use super::caching::{
     Checkpoint, Versioned, entity_tag, list_not_modified, not_modified, version_tag,
@@ -213,6 +215,10 @@ impl ListedPoint {
     pub(crate) fn id(&self) -> Uuid {
         self.id
     }
+
+    pub(crate) fn distance(&self) -> Option<f64> {
+        self.distance
+    }
 }
 
 /// One point as its own resource: its place plus its history counters.
@@ -244,16 +250,21 @@ pub(crate) struct Page {
     pub(crate) next: Option<Cursor>,
 }
 
-/// Reads the page `params` asks for, with the checkpoint it is the page of.
+/// Reads the page `params` asks for, with the checkpoint it is the page of, and for a radius
+/// search how it was found.
 pub(crate) async fn read_page(
     pool: &sqlx::PgPool,
     params: &ListParams,
-) -> sqlx::Result<(Checkpoint, Page)> {
+) -> sqlx::Result<(Checkpoint, Page, Option<NearestPath>)> {
     let mut connection = pool.acquire().await?;
-    let (checkpoint, points) =
+    let selected =
         select::select_page_at(&mut connection, &params.filters, params.after, params.limit)
             .await?;
-    Ok((checkpoint, paginate(points, params)))
+    Ok((
+        selected.checkpoint,
+        paginate(selected.points, params),
+        selected.nearest,
+    ))
 }
 
 /// Cuts the extra point that `select_page_at` reads off, and makes it the next page's start.
