@@ -56,8 +56,8 @@ pub(crate) struct PageCache {
     /// Pages read from the database, or whose read failed: `source="database"`.
     from_database: Counter,
     /// Radius searches' pages read from the database, by how they were found
-    /// (`query_nearest_pages_total`), in [`NearestPath::ALL`]'s order.
-    nearest: [Counter; 3],
+    /// (`query_nearest_pages_total`), one series per [`NearestPath::ALL`] in its order.
+    nearest: [Counter; NearestPath::ALL.len()],
 }
 
 impl PageCache {
@@ -118,7 +118,7 @@ impl PageCache {
         let load = async {
             let (checkpoint, page, nearest) = read_page(pool, params).await?;
             if let Some(path) = nearest {
-                self.nearest[path as usize].inc();
+                self.nearest[path.index()].inc();
             }
             Ok(Arc::new((checkpoint, page)))
         };

@@ -56,43 +56,15 @@ pub(crate) async fn select_page_at(
     limit: u32,
 ) -> sqlx::Result<SelectedPage> {
     let walk = planar_walk(filters, after);
-    if let Some(walk) = walk {
-        let rows = i64::from(limit) + 1;
-        let to_walk = walk.rows_to_walk(rows);
-        let mut sql = page_at_query_with("", filters, BoxScan::Planned, Some(walk), after, limit);
-        let rows: Vec<WalkRow> = sql
-            .build_query_as()
-            .persistent(false)
-            .fetch_all(&mut *connection)
-            .await?;
-        // An empty walk's page is the single row of the checkpoint, with nulls.
-        let walked = rows.first().and_then(|row| row.walked).unwrap_or(0);
-        let reach = rows.first().and_then(|row| row.reach).unwrap_or(0.0);
-        let inside: Vec<PageRow> = rows
-            .into_iter()
-            .enumerate()
-            .filter(|(i, row)| *i == 0 || row.inside)
-            .map(|(_, row)| {
-                let mut page = row.page;
-                page.point = page.point.filter(|_| row.inside);
-                page
-            })
-            .collect();
-        let points = inside.iter().filter(|row| row.point.is_some());
-        let extra = points
-            .clone()
-            .nth(usize::try_from(limit).unwrap_or(usize::MAX))
-            .and_then(|row| row.point.as_ref())
-            .and_then(ListedPoint::distance);
-        let radius = filters.near.map_or(0.0, |near| near.radius_metres);
-        if walk.settles(walked, to_walk, reach, extra, radius) {
-            let (checkpoint, points) = checkpoint_and_points(inside);
-            return Ok(SelectedPage {
-                checkpoint,
-                points,
-                nearest: Some(NearestPath::Planar),
-            });
-        }
+    if let Some(walk) = walk
+        && let Some((checkpoint, points)) =
+            walk_planar(&mut *connection, filters, walk, after, limit).await?
+    {
+        return Ok(SelectedPage {
+            checkpoint,
+            points,
+            nearest: Some(NearestPath::Planar),
+        });
     }
     let scan = box_scan(&mut *connection, filters).await?;
     let mut sql = page_at_query_with("", filters, scan, None, after, limit);
@@ -114,6 +86,43 @@ pub(crate) async fn select_page_at(
         points,
         nearest,
     })
+}
+
+/// The page of a radius search read by `walk`, or `None` when the walk cannot prove it
+/// exact ([`PlanarWalk::settles`]).
+async fn walk_planar(
+    connection: &mut PgConnection,
+    filters: &Filters,
+    walk: PlanarWalk,
+    after: Option<Position>,
+    limit: u32,
+) -> sqlx::Result<Option<(Checkpoint, Vec<ListedPoint>)>> {
+    let Some(near) = &filters.near else {
+        return Ok(None);
+    };
+    let mut sql = page_at_query_with("", filters, BoxScan::Planned, Some(walk), after, limit);
+    let rows: Vec<WalkRow> = sql
+        .build_query_as()
+        .persistent(false)
+        .fetch_all(connection)
+        .await?;
+    // An empty walk's page is the single row of the checkpoint, with nulls.
+    let first = rows.first();
+    let checkpoint = first.map_or(Checkpoint { seq: 0, at: None }, |row| row.page.checkpoint);
+    let walked = first.and_then(|row| row.walked).unwrap_or(0);
+    let reach = first.and_then(|row| row.reach).unwrap_or(0.0);
+    let points: Vec<ListedPoint> = rows
+        .into_iter()
+        .filter(|row| row.inside)
+        .filter_map(|row| row.page.point)
+        .collect();
+    let extra = points
+        .get(usize::try_from(limit).unwrap_or(usize::MAX))
+        .and_then(ListedPoint::distance);
+    let to_walk = walk.rows_to_walk(i64::from(limit) + 1);
+    Ok(walk
+        .settles(walked, to_walk, reach, extra, near.radius_metres)
+        .then_some((checkpoint, points)))
 }
 
 /// A page as [`select_page_at`] read it: up to `limit + 1` points and the checkpoint they
@@ -138,6 +147,15 @@ pub(crate) enum NearestPath {
 
 impl NearestPath {
     pub(crate) const ALL: [Self; 3] = [Self::Planar, Self::PlanarThenSphere, Self::Sphere];
+
+    /// Where `self` is in [`NearestPath::ALL`].
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::Planar => 0,
+            Self::PlanarThenSphere => 1,
+            Self::Sphere => 2,
+        }
+    }
 
     pub(crate) fn label(self) -> &'static str {
         match self {
@@ -752,6 +770,13 @@ mod tests {
         Filters {
             near: Some(near(longitude, latitude, radius_metres)),
             ..Filters::default()
+        }
+    }
+
+    #[test]
+    fn each_nearest_path_knows_its_place_among_all() {
+        for (i, path) in NearestPath::ALL.into_iter().enumerate() {
+            assert_eq!(path.index(), i, "{path:?}");
         }
     }
 
