@@ -183,12 +183,12 @@ fn checkpoint_and_points(
 /// The planar walk for the radius search of `filters`, if it has one: only a first page has.
 ///
 /// A later page's walk would read the points of the earlier pages again, as the geography
-/// index's walk does, but skipping them does not count towards the points it is allowed:
-/// it would need to know how many there were, which the cursor does not carry. With the
-/// allowance of a first page, a third of the later pages of the e2e suite's searches fell
-/// back to the geography index after the walk, paying for both. So later pages keep the
-/// geography index; carrying the number of points listed so far in the cursor would let
-/// them walk too.
+/// index's walk does, but about `1 / cos φ` times as many of them, since the plane's disc
+/// around the earlier pages holds that many more points than their circle; and skipping them
+/// does not count towards the points it is allowed, so it would need to know how many there
+/// were, which the cursor does not carry. With a first page's allowance, a third of the later
+/// pages of the e2e suite's searches fell back to the geography index after the walk, paying
+/// for both. Past a few pages the geography index's walk is the cheaper one anyway.
 fn planar_walk(filters: &Filters, after: Option<Position>) -> Option<PlanarWalk> {
     if after.is_some() {
         return None;
