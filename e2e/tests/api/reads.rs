@@ -724,3 +724,35 @@ async fn a_planar_walk_that_cannot_prove_its_page_gives_way_to_the_geography_ind
     );
     assert!(nearest_pages(&app, "planar_then_sphere").await >= 1.0);
 }
+
+#[tokio::test]
+async fn points_that_postgis_puts_at_distance_zero_are_all_listed_and_never_break_a_read() {
+    let app = spawn_app().await;
+    // Thirteen points within 1.3e-12 degrees of a centre in Paris, where `<->` gives 0 for
+    // every one: they tie, so they list by id. Written farthest first, the point farthest in
+    // the plane has the smallest id and comes first, although a planar walk reaches it last.
+    let mut places: Vec<Place> = (1..=13)
+        .rev()
+        .map(|k| place(&format!("zero {k}"), 2.3522 + f64::from(k) * 1e-13, 48.8566))
+        .collect();
+    // Where the geography index's estimate exceeds a distance that rounds to 0, PostgreSQL
+    // stops its nearest-neighbour scan: on the antimeridian, and on the equator.
+    places.push(place("on the antimeridian", 180.0, 0.0));
+    places.extend((0..12).map(|i| place(&format!("equator {i}"), 10.0, 0.0)));
+    places.push(place("equator, a hair north", 10.0, 1e-13));
+    copy_places(&app.pool, &places).await;
+
+    for (longitude, latitude, radius, limit, count) in [
+        (2.3522, 48.8566, 10.0, 1, 13),
+        (2.3522, 48.8566, 10.0, 5, 13),
+        (-180.0, 0.0, 1.0, 10, 1),
+        (10.0, 0.0, 1.0, 1, 13),
+    ] {
+        let query = format!("near={longitude},{latitude}&radius={radius}&limit={limit}");
+        let (points, _) = walk(&app, &query).await;
+        let listed: Vec<Uuid> = points.iter().map(|p| p.id).collect();
+        let reference = reference_nearest(&app.pool, longitude, latitude, radius).await;
+        assert_eq!(reference.len(), count, "{query}: the reference");
+        assert_eq!(listed, reference, "{query}");
+    }
+}

@@ -31,7 +31,7 @@
 //! continent (best served by walking the primary key and filtering).
 
 use sqlx::postgres::PgRow;
-use sqlx::{FromRow, PgConnection, PgExecutor, Postgres, QueryBuilder, Row as _};
+use sqlx::{Connection as _, FromRow, PgConnection, PgExecutor, Postgres, QueryBuilder, Row as _};
 use uuid::Uuid;
 
 use super::ListedPoint;
@@ -67,12 +67,22 @@ pub(crate) async fn select_page_at(
         });
     }
     let scan = box_scan(&mut *connection, filters).await?;
-    let mut sql = page_at_query_with("", filters, scan, None, after, limit);
-    let rows: Vec<PageRow> = sql
-        .build_query_as()
-        .persistent(false)
-        .fetch_all(&mut *connection)
-        .await?;
+    let rows = match fetch_page(&mut *connection, filters, scan, after, limit).await {
+        Err(error) if knn_out_of_order(&error) => {
+            // PostGIS's geography index estimates a distance above the one `<->` then
+            // computes when a point lies within about 1e-12 degrees of the centre (the
+            // distance rounds to 0), and PostgreSQL refuses the nearest-neighbour scan. Without
+            // index scans the page comes from a bitmap of the radius, sorted: slower, right.
+            let mut transaction = connection.begin().await?;
+            sqlx::query("SET LOCAL enable_indexscan = off")
+                .execute(&mut *transaction)
+                .await?;
+            let rows = fetch_page(&mut transaction, filters, scan, after, limit).await?;
+            transaction.commit().await?;
+            rows
+        }
+        read => read?,
+    };
     let (checkpoint, points) = checkpoint_and_points(rows);
     let nearest = filters.near.map(|_| {
         if walk.is_some() {
@@ -86,6 +96,28 @@ pub(crate) async fn select_page_at(
         points,
         nearest,
     })
+}
+
+/// The page of [`select_page_at`] without a planar walk.
+async fn fetch_page(
+    connection: &mut PgConnection,
+    filters: &Filters,
+    scan: BoxScan,
+    after: Option<Position>,
+    limit: u32,
+) -> sqlx::Result<Vec<PageRow>> {
+    page_at_query_with("", filters, scan, None, after, limit)
+        .build_query_as()
+        .persistent(false)
+        .fetch_all(connection)
+        .await
+}
+
+/// Whether PostgreSQL stopped a nearest-neighbour index scan whose index gave a distance
+/// above the one computed from the row (an internal error, which has no code of its own).
+fn knn_out_of_order(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if db.message().contains("index returned tuples in wrong order"))
 }
 
 /// The page of a radius search read by `walk`, or `None` when the walk cannot prove it
