@@ -1139,6 +1139,13 @@ pub(crate) fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> 
     matching.first().map(|s| s.value)
 }
 
+/// The value of query-api's series `name` with `labels`, scraped now; 0 while it has not
+/// appeared.
+pub(crate) async fn query_metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let samples = scrape(&app.http, &app.query.url("/metrics")).await;
+    value(&samples, name, labels).unwrap_or(0.0)
+}
+
 /// The samples of the Prometheus text at `url`, which must answer 200 as `text/plain` and
 /// parse strictly.
 pub(crate) async fn scrape(http: &reqwest::Client, url: &str) -> Vec<Sample> {

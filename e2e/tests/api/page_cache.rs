@@ -4,17 +4,16 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{PointDto, TestApp, sample_places, scrape, spawn_app, value};
+use crate::helpers::{PointDto, TestApp, query_metric, sample_places, spawn_app};
 
 /// `geoledger_query_page_reads_total{source="<source>"}`, 0 while it has not appeared.
 async fn page_reads(app: &TestApp, source: &str) -> f64 {
-    let samples = scrape(&app.http, &app.query.url("/metrics")).await;
-    value(
-        &samples,
+    query_metric(
+        app,
         "geoledger_query_page_reads_total",
         &[("source", source)],
     )
-    .unwrap_or(0.0)
+    .await
 }
 
 async fn newest(app: &TestApp, query: &str) -> Vec<PointDto> {

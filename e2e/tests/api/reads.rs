@@ -18,7 +18,9 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{Place, TestApp, all_places, copy_places, sample_places, spawn_app};
+use crate::helpers::{
+    Place, TestApp, all_places, copy_places, query_metric, sample_places, spawn_app,
+};
 
 /// A point as a page of `GET /points` lists it.
 #[derive(Debug, Deserialize)]
@@ -628,13 +630,12 @@ async fn a_box_walk_through_the_spatial_key_index_lists_tied_points_once_newest_
 
 /// `geoledger_query_nearest_pages_total{path="<path>"}`, 0 while it has not appeared.
 async fn nearest_pages(app: &TestApp, path: &str) -> f64 {
-    let samples = crate::helpers::scrape(&app.http, &app.query.url("/metrics")).await;
-    crate::helpers::value(
-        &samples,
+    query_metric(
+        app,
         "geoledger_query_nearest_pages_total",
         &[("path", path)],
     )
-    .unwrap_or(0.0)
+    .await
 }
 
 /// The ids within `radius` metres of the centre in PostGIS's own order: `<->` on geography,

@@ -129,9 +129,6 @@ async fn walk_planar(
     after: Option<Position>,
     limit: u32,
 ) -> sqlx::Result<Option<(Checkpoint, Vec<ListedPoint>)>> {
-    let Some(near) = &filters.near else {
-        return Ok(None);
-    };
     let mut sql = page_at_query_with("", filters, BoxScan::Planned, Some(walk), after, limit);
     let rows: Vec<WalkRow> = sql
         .build_query_as()
@@ -139,21 +136,18 @@ async fn walk_planar(
         .fetch_all(connection)
         .await?;
     // An empty walk's page is the single row of the checkpoint, with nulls.
-    let first = rows.first();
-    let checkpoint = first.map_or(Checkpoint { seq: 0, at: None }, |row| row.page.checkpoint);
-    let walked = first.and_then(|row| row.walked).unwrap_or(0);
-    let reach = first.and_then(|row| row.reach).unwrap_or(0.0);
-    let points: Vec<ListedPoint> = rows
-        .into_iter()
-        .filter(|row| row.inside)
-        .filter_map(|row| row.page.point)
-        .collect();
+    let walked = rows.first().and_then(|row| row.walked).unwrap_or(0);
+    let reach = rows.first().and_then(|row| row.reach).unwrap_or(0.0);
+    let (checkpoint, points) = checkpoint_and_points(rows.into_iter().map(|row| PageRow {
+        point: row.page.point.filter(|_| row.inside),
+        ..row.page
+    }));
     let extra = points
         .get(usize::try_from(limit).unwrap_or(usize::MAX))
         .and_then(ListedPoint::distance);
     let to_walk = walk.rows_to_walk(i64::from(limit) + 1);
     Ok(walk
-        .settles(walked, to_walk, reach, extra, near.radius_metres)
+        .settles(walked, to_walk, reach, extra, walk.radius_metres)
         .then_some((checkpoint, points)))
 }
 
@@ -198,18 +192,16 @@ impl NearestPath {
     }
 }
 
+/// The checkpoint of a page's rows (all carry it; an empty page is one row without a point)
+/// and their points.
 fn checkpoint_and_points(
     rows: impl IntoIterator<Item = PageRow>,
 ) -> (Checkpoint, Vec<ListedPoint>) {
-    let mut checkpoint = Checkpoint { seq: 0, at: None };
-    let mut points = Vec::new();
-    for (i, row) in rows.into_iter().enumerate() {
-        if i == 0 {
-            checkpoint = row.checkpoint;
-        }
-        points.extend(row.point);
-    }
-    (checkpoint, points)
+    let mut rows = rows.into_iter().peekable();
+    let checkpoint = rows
+        .peek()
+        .map_or(Checkpoint { seq: 0, at: None }, |row| row.checkpoint);
+    (checkpoint, rows.filter_map(|row| row.point).collect())
 }
 
 /// The planar walk for the radius search of `filters`, if it has one: only a first page has.

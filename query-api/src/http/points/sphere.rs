@@ -28,6 +28,8 @@
 //! `sin(σ/2) >= q p/2` with `q = min(s(Φ), sqrt(cos φ0 cos φmax) s(Λ))`, `s(X) =
 //! sin(X/2)/(X/2)`: the distance is at least `2 R asin(q p/2)`.
 
+use std::f64::consts::FRAC_PI_2;
+
 /// A radius smaller than the sphere of PostGIS's geography (6,371,008.77 m, the WGS 84 mean
 /// radius): the box is a little larger and the bound a little lower than exact, never the
 /// other way round.
@@ -64,6 +66,8 @@ pub(crate) struct PlanarWalk {
     /// The circle's box, `[west, south, east, north]` in degrees, never across the
     /// antimeridian nor over a pole.
     pub(crate) envelope: [f64; 4],
+    /// The circle's radius.
+    pub(crate) radius_metres: f64,
     /// `q` of the module documentation.
     shrink: f64,
     /// How many points of the planar disc the walk must cover per point of the circle, for a
@@ -80,14 +84,11 @@ impl PlanarWalk {
         let centre = latitude.to_radians();
         let (south, north) = (centre - angle, centre + angle);
         let pad = BOX_PAD_DEGREES.to_radians();
-        if angle.is_nan() || angle <= 0.0 || north + pad >= std::f64::consts::FRAC_PI_2 {
+        // No cap over or touching a pole: `|φ0| + angle` stays below π/2.
+        if angle.is_nan() || angle <= 0.0 || centre.abs() + angle + pad >= FRAC_PI_2 {
             return None;
         }
-        if south - pad <= -std::f64::consts::FRAC_PI_2 {
-            return None;
-        }
-        // The widest longitude of a cap that holds no pole; `asin`'s argument is below 1
-        // because `|φ0| + angle < π/2`.
+        // The widest longitude of the cap; `asin`'s argument is below 1 as `|φ0| + angle < π/2`.
         let half_width = (angle.sin() / centre.cos()).min(1.0).asin();
         let envelope = [
             longitude - half_width.to_degrees() - BOX_PAD_DEGREES,
@@ -104,6 +105,7 @@ impl PlanarWalk {
         let spread = centre.cos() / (shrink * shrink);
         (shrink > 0.0 && spread <= MAX_SPREAD).then_some(Self {
             envelope,
+            radius_metres,
             shrink,
             spread,
         })
