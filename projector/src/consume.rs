@@ -54,6 +54,8 @@ pub(crate) struct Worker {
     pub(crate) spec: StreamSpec,
     pub(crate) consumer: String,
     pub(crate) batch_size: usize,
+    /// How long a batch waits for more events once its first has arrived.
+    pub(crate) batch_linger: Duration,
     pub(crate) progress: std::sync::Arc<Progress>,
     pub(crate) metrics: ProjectorMetrics,
 }
@@ -217,6 +219,21 @@ impl Worker {
             }
             if messages.is_empty() {
                 continue;
+            }
+            if messages.len() < self.batch_size && !self.batch_linger.is_zero() {
+                // The stop is left to the loop's next turn: the events already pulled are
+                // applied either way, and the wait is short. The second fetch answers at once
+                // with what has arrived, and waits its expiry only when nothing has.
+                sleep_or_stop(stop, self.batch_linger).await;
+                let mut more = consumer
+                    .fetch()
+                    .max_messages(self.batch_size - messages.len())
+                    .expires(self.batch_linger)
+                    .messages()
+                    .await?;
+                while let Some(message) = more.next().await {
+                    messages.push(message.map_err(|e| anyhow::anyhow!(e))?);
+                }
             }
             let incoming: Vec<Incoming> = messages.iter().map(decode).collect::<Result<_, _>>()?;
             // Once pulled, a batch is applied even if a stop arrives meanwhile: finishing it

@@ -10,7 +10,10 @@ use uuid::Uuid;
 use geoledger_common::event::{EventEnvelope, Metadata};
 use geoledger_common::point::NewPoint;
 
-use crate::helpers::{Accepted, PointDto, sample_places, spawn_app, start_projector};
+use crate::helpers::{
+    Accepted, PointDto, sample_places, scrape, spawn_app, start_projector, start_projector_with,
+    value,
+};
 
 #[tokio::test]
 async fn all_sample_places_are_projected_once_with_names_and_coordinates_intact() {
@@ -336,4 +339,41 @@ async fn table_scans(app: &crate::helpers::TestApp, inserted: usize) -> i64 {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("the statistics never counted {inserted} inserts into points");
+}
+
+#[tokio::test]
+async fn a_batch_waits_its_linger_for_the_events_close_behind_its_first() {
+    let mut app = spawn_app().await;
+    app.projector.stop().await;
+    let linger = Duration::from_millis(600);
+    let mut config = projector::Config::new(
+        app.nats.clone(),
+        app.projector_config(2),
+        crate::helpers::loopback(),
+    );
+    config.batch_linger_ms = u64::try_from(linger.as_millis()).unwrap();
+    app.projector = start_projector_with(config).await;
+    let metrics = app.projector.url("/metrics");
+    let batches = async || {
+        value(
+            &scrape(&app.http, &metrics).await,
+            "geoledger_projector_batch_size_count",
+            &[],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = batches().await;
+
+    // The second write comes well inside the first one's linger: one batch holds both.
+    let places = sample_places();
+    let first = app.create_point(&places[0].to_json()).await;
+    tokio::time::sleep(linger / 4).await;
+    let second = app.create_point(&places[1].to_json()).await;
+    app.wait_projected(second.sequence).await;
+    assert!(second.sequence > first.sequence);
+    let committed = batches().await - before;
+    assert!(
+        (committed - 1.0).abs() < 0.5,
+        "both events were applied in a single transaction, not {committed}"
+    );
 }
