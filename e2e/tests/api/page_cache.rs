@@ -78,3 +78,78 @@ async fn a_row_changed_behind_the_projectors_back_shows_within_a_second() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(newest(&app, "").await[0].name, "renamed by hand");
 }
+
+/// The body of `GET /points?limit=2<query>` with `accept`, and its `Link` header.
+async fn page_text(app: &TestApp, query: &str, accept: &str) -> (String, String) {
+    let response = app
+        .http
+        .get(app.query.url(&format!("/points?limit=2{query}")))
+        .header("Accept", accept)
+        .send()
+        .await
+        .expect("query-api answers");
+    assert_eq!(response.status(), 200);
+    let link = response.headers()["link"]
+        .to_str()
+        .expect("a next link in ASCII")
+        .to_owned();
+    (link, response.text().await.expect("a body"))
+}
+
+#[tokio::test]
+async fn a_page_in_memory_answers_each_representation_with_its_own_links() {
+    let app = spawn_app().await;
+    let places = sample_places();
+    let mut last = 0;
+    for place in &places[..3] {
+        last = app.create_point(&place.to_json()).await.sequence;
+    }
+    app.wait_projected(last).await;
+    let start = Instant::now();
+    let from_memory = page_reads(&app, "memory").await;
+    while page_reads(&app, "memory").await <= from_memory {
+        page_text(&app, "", "application/json").await;
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never from memory"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The same page four ways: the array, GeoJSON asked by name (whose next link repeats
+    // `f`) and by Accept (whose link does not), and the array by name.
+    let asks = [
+        ("", "application/json"),
+        ("&f=geojson", "*/*"),
+        ("", "application/geo+json"),
+        ("&f=json", "application/geo+json"),
+    ];
+    let mut first = Vec::new();
+    for (query, accept) in asks {
+        first.push(page_text(&app, query, accept).await);
+    }
+    let named: serde_json::Value = serde_json::from_str(&first[1].1).unwrap();
+    let negotiated: serde_json::Value = serde_json::from_str(&first[2].1).unwrap();
+    let named_next = named["links"][0]["href"].as_str().unwrap();
+    let negotiated_next = negotiated["links"][0]["href"].as_str().unwrap();
+    assert!(named_next.contains("f=geojson"), "{named_next}");
+    assert!(!negotiated_next.contains("f="), "{negotiated_next}");
+    assert!(first[1].0.contains("f=geojson") && !first[2].0.contains("f="));
+    assert_eq!(
+        first[0].1, first[3].1,
+        "the array whether asked by name or not"
+    );
+    let array: Vec<PointDto> = serde_json::from_str(&first[0].1).unwrap();
+    assert_eq!(array.len(), 2);
+
+    // Asked again, in the opposite order, each comes from memory with the same bytes.
+    let before = page_reads(&app, "memory").await;
+    for (i, (query, accept)) in asks.iter().enumerate().rev() {
+        assert_eq!(
+            page_text(&app, query, accept).await,
+            first[i],
+            "{query} {accept}"
+        );
+    }
+    assert!(page_reads(&app, "memory").await >= before + 4.0);
+}

@@ -128,7 +128,7 @@ pub(super) async fn list_items(
         Listing::Page { read, tag } => (read, tag),
         Listing::NotModified(response) => return Ok(response),
     };
-    let (checkpoint, page) = &*read;
+    let (checkpoint, page) = (&read.checkpoint, &read.page);
     let as_of = checkpoint.at;
 
     let all_on_this_page = params.after.is_none() && page.next.is_none();

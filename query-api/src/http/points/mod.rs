@@ -90,7 +90,7 @@ pub(crate) use self::render::{
     Feature, FeatureCollection, Geometry, Members, Properties, link_header, list_href,
 };
 
-use self::cache::ReadPage;
+use self::cache::{ReadPage, Rendition};
 use self::cursor::Position;
 use self::params::Order;
 use self::select::NearestPath;
@@ -322,7 +322,7 @@ pub(crate) async fn read_listing(
         .pages
         .read(&state.announced, &state.pool, params)
         .await?;
-    let tag = entity_tag(read.0.seq, request);
+    let tag = entity_tag(read.checkpoint.seq, request);
     Ok(match not_modified(headers, &tag) {
         Some(response) => Listing::NotModified(response),
         None => Listing::Page { read, tag },
@@ -389,10 +389,20 @@ async fn list_points(
         Listing::Page { read, tag } => (read, tag),
         Listing::NotModified(response) => return Ok(response),
     };
-    let (_, page) = &*read;
-    let next = page.next.map(|cursor| render::next_link(&params, &cursor));
+    let next = read
+        .page
+        .next
+        .map(|cursor| render::next_link(&params, &cursor));
+    let rendition = match (format, params.format) {
+        (Format::Json, _) => Rendition::Array,
+        (Format::GeoJson, None) => Rendition::GeoJsonNegotiated,
+        (Format::GeoJson, Some(_)) => Rendition::GeoJsonNamed,
+    };
+    let body = read.body(rendition, |page| {
+        render::page_body(format, &page.points, next.as_deref())
+    });
     Ok(with_validators(
-        render::page(format, &page.points, next.as_deref()),
+        render::page(format, body, next.as_deref()),
         &tag,
     ))
 }

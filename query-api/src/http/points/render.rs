@@ -3,7 +3,7 @@
 //! `Link: rel="next"` header while more points follow; for the OGC items, the members
 //! OGC API Features adds to a `FeatureCollection`.
 
-use axum::Json;
+use axum::body::Bytes;
 use axum::http::header::{ACCEPT, CONTENT_TYPE, LINK, VARY};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -101,23 +101,30 @@ pub(super) fn next_link(params: &ListParams, cursor: &Cursor) -> String {
     list_href("/points", params, params.format, Some(cursor))
 }
 
-/// The answer to `GET /points`.
-pub(super) fn page(format: Format, points: &[ListedPoint], next: Option<&str>) -> Response {
-    let mut response = match format {
-        Format::Json => Json(points).into_response(),
+/// The body of `GET /points` in `format`, with `next` as the `FeatureCollection`'s link.
+pub(super) fn page_body(format: Format, points: &[ListedPoint], next: Option<&str>) -> Bytes {
+    let written = match format {
+        Format::Json => serde_json::to_vec(points),
         Format::GeoJson => {
             let links = next
                 .map(|href| Link::new(href, "next", GEO_JSON))
                 .into_iter()
                 .collect();
-            let collection = FeatureCollection::new(points, Members::Listed, links);
-            let mut response = Json(collection).into_response();
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static(GEO_JSON));
-            response
+            serde_json::to_vec(&FeatureCollection::new(points, Members::Listed, links))
         }
     };
+    // Strings, finite numbers and UUIDs only: serde_json has nothing to refuse.
+    Bytes::from(written.expect("a page of points serialises to JSON"))
+}
+
+/// The answer to `GET /points`: `body` as [`page_body`] rendered it for `format` and `next`.
+pub(super) fn page(format: Format, body: Bytes, next: Option<&str>) -> Response {
+    let media_type = match format {
+        Format::Json => "application/json",
+        Format::GeoJson => GEO_JSON,
+    };
+    let mut response =
+        ([(CONTENT_TYPE, HeaderValue::from_static(media_type))], body).into_response();
     let headers = response.headers_mut();
     // The same URL answers in two formats, so caches must key on Accept too.
     headers.insert(VARY, HeaderValue::from_static("accept"));
@@ -358,13 +365,17 @@ mod tests {
         }
     }
 
+    fn rendered(format: Format, points: &[ListedPoint], next: Option<&str>) -> Response {
+        page(format, page_body(format, points, next), next)
+    }
+
     async fn body(response: Response) -> serde_json::Value {
         serde_json::from_slice(&to_bytes(response.into_body(), usize::MAX).await.unwrap()).unwrap()
     }
 
     #[tokio::test]
     async fn a_geojson_page_is_a_feature_collection_with_a_next_link() {
-        let response = page(Format::GeoJson, &[paris(Some(433.7))], Some("/points?x"));
+        let response = rendered(Format::GeoJson, &[paris(Some(433.7))], Some("/points?x"));
         assert_eq!(response.headers()[CONTENT_TYPE], GEO_JSON);
         assert_eq!(response.headers()[LINK], "</points?x>; rel=\"next\"");
         assert_eq!(response.headers()[VARY], "accept");
@@ -385,10 +396,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_last_page_has_no_next_link() {
-        let response = page(Format::Json, &[paris(None)], None);
+        let response = rendered(Format::Json, &[paris(None)], None);
         assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
         assert!(!response.headers().contains_key(LINK));
-        let response = page(Format::GeoJson, &[], None);
+        let response = rendered(Format::GeoJson, &[], None);
         assert_eq!(body(response).await["links"], serde_json::json!([]));
     }
 
