@@ -757,3 +757,31 @@ async fn points_that_postgis_puts_at_distance_zero_are_all_listed_and_never_brea
         assert_eq!(listed, reference, "{query}");
     }
 }
+
+#[tokio::test]
+async fn a_box_a_few_nanometres_wide_lists_every_point_inside_it() {
+    let app = spawn_app().await;
+    // Nine points 1e-14 degrees apart on a diagonal, in a box 1e-13 degrees square, and one
+    // just outside it; `ST_Intersects` alone lists the first row it tests and drops the rest.
+    let mut places: Vec<Place> = (1..=9)
+        .map(|k| {
+            let offset = f64::from(k) * 1e-14;
+            place(&format!("inside {k}"), 2.35 + offset, 48.1 + offset)
+        })
+        .collect();
+    places.push(place("outside", 2.35 + 2e-13, 48.1 + 5e-14));
+    copy_places(&app.pool, &places).await;
+
+    let west_south_east_north = [2.35, 48.1, 2.35 + 1e-13, 48.1 + 1e-13];
+    let [west, south, east, north] = west_south_east_north;
+    for extra in ["", "&near=2.35,48.1&radius=1"] {
+        for limit in [1, 4, 100] {
+            let query = format!("bbox={west},{south},{east},{north}&limit={limit}{extra}");
+            let (points, _) = walk(&app, &query).await;
+            let mut names: Vec<&str> = points.iter().map(|p| p.name.as_str()).collect();
+            names.sort_unstable();
+            let expected: Vec<String> = (1..=9).map(|k| format!("inside {k}")).collect();
+            assert_eq!(names, expected, "{query}");
+        }
+    }
+}
