@@ -130,6 +130,8 @@ pub struct Config {
     /// Requests answered before this are sent but not counted: connections open, caches
     /// fill, and the servers' pools grow.
     pub warmup: Duration,
+    /// Every request says `Accept-Encoding: gzip`.
+    pub gzip: bool,
 }
 
 /// The request targets and bodies, made once from the places.
@@ -182,8 +184,11 @@ impl Prepared {
         Ok(self)
     }
 
-    fn request(&self, kind: Kind, n: usize, authority: &str) -> Request<Full<Bytes>> {
-        let builder = Request::builder().header(header::HOST, authority);
+    fn request(&self, kind: Kind, n: usize, config: &Config) -> Request<Full<Bytes>> {
+        let mut builder = Request::builder().header(header::HOST, config.authority.as_str());
+        if config.gzip {
+            builder = builder.header(header::ACCEPT_ENCODING, "gzip");
+        }
         let built = match kind {
             Kind::FirstPage => builder
                 .uri("/points?limit=100")
@@ -342,9 +347,9 @@ pub async fn run(
     let clients: Vec<_> = (0..config.connections.max(1))
         .map(|id| {
             let prepared = Arc::clone(&prepared);
-            let authority = config.authority.clone();
+            let config = config.clone();
             tokio::spawn(async move {
-                client(id, &authority, scenario, &prepared, counted_from, until).await
+                client(id, &config, scenario, &prepared, counted_from, until).await
             })
         })
         .collect();
@@ -377,7 +382,7 @@ pub async fn run(
 /// breaks. Only answers received between `counted_from` and `until` are counted.
 async fn client(
     id: usize,
-    authority: &str,
+    config: &Config,
     scenario: Scenario,
     prepared: &Prepared,
     counted_from: Instant,
@@ -388,7 +393,7 @@ async fn client(
     // same place at the same moment.
     let mut n = id.wrapping_mul(7919);
     while Instant::now() < until {
-        let mut sender = match connect(authority).await {
+        let mut sender = match connect(&config.authority).await {
             Ok(sender) => sender,
             Err(e) => {
                 if Instant::now() >= counted_from {
@@ -402,7 +407,7 @@ async fn client(
         };
         while Instant::now() < until {
             let kind = scenario.pick(n);
-            let request = prepared.request(kind, n, authority);
+            let request = prepared.request(kind, n, config);
             n = n.wrapping_add(1);
             let sent = Instant::now();
             let outcome = exchange(&mut sender, request).await;

@@ -88,6 +88,10 @@ enum Command {
         /// Seconds sent but not counted before each scenario.
         #[arg(long, default_value_t = 2)]
         warmup_secs: u64,
+        /// Send `Accept-Encoding: gzip` with every request, as browsers, Python's requests
+        /// (and so Locust) and GDAL do. The answers are counted, not decompressed.
+        #[arg(long)]
+        gzip: bool,
     },
     /// Time from sending POST /point until the point is readable from query-api, at a fixed
     /// rate of writes, and the projector's rate meanwhile.
@@ -145,12 +149,14 @@ async fn main() -> anyhow::Result<()> {
             connections,
             duration_secs,
             warmup_secs,
+            gzip,
         } => {
             let config = throughput::Config {
                 authority: authority(&args.base_url)?,
                 connections,
                 duration: Duration::from_secs(duration_secs),
                 warmup: Duration::from_secs(warmup_secs),
+                gzip,
             };
             println!("through {} from {}", args.base_url, args.places.display());
             run_throughput(&config, scenario, &args.places, args.token.as_deref()).await
