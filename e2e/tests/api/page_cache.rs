@@ -153,3 +153,60 @@ async fn a_page_in_memory_answers_each_representation_with_its_own_links() {
     }
     assert!(page_reads(&app, "memory").await >= before + 4.0);
 }
+
+#[tokio::test]
+async fn a_client_that_accepts_gzip_gets_the_page_compressed_once_and_the_same_each_time() {
+    let app = spawn_app().await;
+    let places = sample_places();
+    let mut last = 0;
+    for place in &places[..30] {
+        last = app.create_point(&place.to_json()).await.sequence;
+    }
+    app.wait_projected(last).await;
+    let url = app.query.url("/points?limit=25&f=geojson");
+    let plain = app.http.get(&url).send().await.expect("query-api answers");
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.expect("a body");
+
+    let mut answers = Vec::new();
+    for accept_encoding in ["gzip", "br;q=1, gzip;q=0.5", "*", "gzip", "x-gzip"] {
+        let response = app
+            .http
+            .get(&url)
+            .header("Accept-Encoding", accept_encoding)
+            .send()
+            .await
+            .expect("query-api answers");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-encoding"], "gzip");
+        assert_eq!(response.headers()["vary"], "accept, accept-encoding");
+        answers.push(response.bytes().await.expect("a body"));
+    }
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&answers[0][..]),
+        &mut unzipped,
+    )
+    .expect("a gzip stream");
+    assert_eq!(unzipped, plain, "the same page, compressed");
+    assert!(answers[0].len() * 3 < plain.len(), "compressed well");
+    assert!(
+        answers.iter().all(|a| *a == answers[0]),
+        "the same bytes each time"
+    );
+
+    for refused in ["gzip;q=0", "identity", "br", "*;q=0"] {
+        let response = app
+            .http
+            .get(&url)
+            .header("Accept-Encoding", refused)
+            .send()
+            .await
+            .expect("query-api answers");
+        assert!(
+            response.headers().get("content-encoding").is_none(),
+            "{refused}"
+        );
+        assert_eq!(response.bytes().await.expect("a body"), plain, "{refused}");
+    }
+}

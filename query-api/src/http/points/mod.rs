@@ -72,7 +72,8 @@ mod select;
 mod sphere;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::header::VARY;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -398,13 +399,16 @@ async fn list_points(
         (Format::GeoJson, None) => Rendition::GeoJsonNegotiated,
         (Format::GeoJson, Some(_)) => Rendition::GeoJsonNamed,
     };
-    let body = read.body(rendition, |page| {
+    let coding = render::coding(&headers);
+    let body = read.body(rendition, coding, |page| {
         render::page_body(format, &page.points, next.as_deref())
     });
-    Ok(with_validators(
-        render::page(format, body, next.as_deref()),
-        &tag,
-    ))
+    let mut response = with_validators(render::page(format, body, next.as_deref(), coding), &tag);
+    // `with_validators` names only Accept.
+    response
+        .headers_mut()
+        .insert(VARY, HeaderValue::from_static(render::PAGE_VARY));
+    Ok(response)
 }
 
 /// Reads one point with its version and timestamps.

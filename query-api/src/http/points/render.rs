@@ -4,7 +4,7 @@
 //! OGC API Features adds to a `FeatureCollection`.
 
 use axum::body::Bytes;
-use axum::http::header::{ACCEPT, CONTENT_TYPE, LINK, VARY};
+use axum::http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, LINK, VARY};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::ListedPoint;
+use super::cache::Coding;
 use super::cursor::Cursor;
 use super::params::{Format, ListParams};
 use crate::http::media::{GEO_JSON, Link};
@@ -50,6 +51,39 @@ pub(super) fn negotiate(explicit: Option<Format>, headers: &HeaderMap) -> Format
     match geojson {
         Some(weight) if weight > 0.0 && weight >= json.unwrap_or(0.0) => Format::GeoJson,
         _ => Format::Json,
+    }
+}
+
+/// Whether to send a body gzip-compressed: when `Accept-Encoding` gives `gzip` (or `x-gzip`) a
+/// weight above 0, or gives none and `*` does. tower-http's compression layer answers the
+/// same way for the other routes, where it compresses each response itself.
+pub(super) fn coding(headers: &HeaderMap) -> Coding {
+    let (mut gzip, mut any) = (None::<f32>, None::<f32>);
+    let codings = headers
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','));
+    for item in codings {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or_default().trim();
+        let weight = parts
+            .filter_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let slot = if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            &mut gzip
+        } else if name == "*" {
+            &mut any
+        } else {
+            continue;
+        };
+        *slot = Some(slot.map_or(weight, |w| w.max(weight)));
+    }
+    if gzip.or(any).is_some_and(|weight| weight > 0.0) {
+        Coding::Gzip
+    } else {
+        Coding::Identity
     }
 }
 
@@ -117,8 +151,9 @@ pub(super) fn page_body(format: Format, points: &[ListedPoint], next: Option<&st
     Bytes::from(written.expect("a page of points serialises to JSON"))
 }
 
-/// The answer to `GET /points`: `body` as [`page_body`] rendered it for `format` and `next`.
-pub(super) fn page(format: Format, body: Bytes, next: Option<&str>) -> Response {
+/// The answer to `GET /points`: `body` as [`page_body`] rendered it for `format` and `next`,
+/// in `coding`.
+pub(super) fn page(format: Format, body: Bytes, next: Option<&str>, coding: Coding) -> Response {
     let media_type = match format {
         Format::Json => "application/json",
         Format::GeoJson => GEO_JSON,
@@ -126,13 +161,20 @@ pub(super) fn page(format: Format, body: Bytes, next: Option<&str>) -> Response 
     let mut response =
         ([(CONTENT_TYPE, HeaderValue::from_static(media_type))], body).into_response();
     let headers = response.headers_mut();
-    // The same URL answers in two formats, so caches must key on Accept too.
-    headers.insert(VARY, HeaderValue::from_static("accept"));
+    if coding == Coding::Gzip {
+        // Set here, the compression layer leaves the body alone.
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    // The same URL answers in two formats and two codings, so caches must key on both.
+    headers.insert(VARY, HeaderValue::from_static(PAGE_VARY));
     if let Some(href) = next {
         headers.insert(LINK, link_header(href, None));
     }
     response
 }
+
+/// What the representation of a page depends on besides its URL.
+pub(super) const PAGE_VARY: &str = "accept, accept-encoding";
 
 /// A `Link` header naming `href` as the next page.
 pub(crate) fn link_header(href: &str, media_type: Option<&str>) -> HeaderValue {
@@ -366,7 +408,12 @@ mod tests {
     }
 
     fn rendered(format: Format, points: &[ListedPoint], next: Option<&str>) -> Response {
-        page(format, page_body(format, points, next), next)
+        page(
+            format,
+            page_body(format, points, next),
+            next,
+            Coding::Identity,
+        )
     }
 
     async fn body(response: Response) -> serde_json::Value {
@@ -378,7 +425,7 @@ mod tests {
         let response = rendered(Format::GeoJson, &[paris(Some(433.7))], Some("/points?x"));
         assert_eq!(response.headers()[CONTENT_TYPE], GEO_JSON);
         assert_eq!(response.headers()[LINK], "</points?x>; rel=\"next\"");
-        assert_eq!(response.headers()[VARY], "accept");
+        assert_eq!(response.headers()[VARY], "accept, accept-encoding");
         assert_eq!(
             body(response).await,
             serde_json::json!({
@@ -392,6 +439,40 @@ mod tests {
                 "links": [{"href": "/points?x", "rel": "next", "type": GEO_JSON}]
             })
         );
+    }
+
+    #[test]
+    fn gzip_is_sent_when_accept_encoding_weighs_it_or_a_wildcard_above_zero() {
+        let coding_for = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
+            }
+            coding(&headers)
+        };
+        for values in [
+            &["gzip"][..],
+            &["GZIP"],
+            &["x-gzip"],
+            &["deflate, gzip;q=0.1, br"],
+            &["*"],
+            &["br", "gzip"],
+            &["gzip;q=0", "gzip;q=0.5"],
+            &["br;q=1, *;q=0.2"],
+        ] {
+            assert_eq!(coding_for(values), Coding::Gzip, "{values:?}");
+        }
+        for values in [
+            &[][..],
+            &["identity"],
+            &["br, deflate"],
+            &["gzip;q=0"],
+            &["gzip;q=0, *"],
+            &["*;q=0"],
+            &["gzip;q=0.0"],
+        ] {
+            assert_eq!(coding_for(values), Coding::Identity, "{values:?}");
+        }
     }
 
     #[tokio::test]
