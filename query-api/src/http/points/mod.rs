@@ -72,8 +72,7 @@ mod select;
 mod sphere;
 
 use axum::extract::State;
-use axum::http::header::VARY;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -403,12 +402,10 @@ async fn list_points(
     let body = read.body(rendition, coding, |page| {
         render::page_body(format, &page.points, next.as_deref())
     });
-    let mut response = with_validators(render::page(format, body, next.as_deref(), coding), &tag);
-    // `with_validators` names only Accept.
-    response
-        .headers_mut()
-        .insert(VARY, HeaderValue::from_static(render::PAGE_VARY));
-    Ok(response)
+    Ok(with_validators(
+        render::page(format, body, next.as_deref(), coding),
+        &tag,
+    ))
 }
 
 /// Reads one point with its version and timestamps.

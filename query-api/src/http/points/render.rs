@@ -4,7 +4,7 @@
 //! OGC API Features adds to a `FeatureCollection`.
 
 use axum::body::Bytes;
-use axum::http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, LINK, VARY};
+use axum::http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, LINK};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -55,8 +55,10 @@ pub(super) fn negotiate(explicit: Option<Format>, headers: &HeaderMap) -> Format
 }
 
 /// Whether to send a body gzip-compressed: when `Accept-Encoding` gives `gzip` (or `x-gzip`) a
-/// weight above 0, or gives none and `*` does. tower-http's compression layer answers the
-/// same way for the other routes, where it compresses each response itself.
+/// weight above 0, or gives none and `*` does; a weight that does not parse counts as 1.
+/// The other routes are compressed by tower-http's layer, which reads the header a little
+/// differently (it ignores `*`, and prefers identity when identity weighs more): both are
+/// choices RFC 9110 allows, and both always send what the client said it takes.
 pub(super) fn coding(headers: &HeaderMap) -> Coding {
     let (mut gzip, mut any) = (None::<f32>, None::<f32>);
     let codings = headers
@@ -165,16 +167,12 @@ pub(super) fn page(format: Format, body: Bytes, next: Option<&str>, coding: Codi
         // Set here, the compression layer leaves the body alone.
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    // The same URL answers in two formats and two codings, so caches must key on both.
-    headers.insert(VARY, HeaderValue::from_static(PAGE_VARY));
+
     if let Some(href) = next {
         headers.insert(LINK, link_header(href, None));
     }
     response
 }
-
-/// What the representation of a page depends on besides its URL.
-pub(super) const PAGE_VARY: &str = "accept, accept-encoding";
 
 /// A `Link` header naming `href` as the next page.
 pub(crate) fn link_header(href: &str, media_type: Option<&str>) -> HeaderValue {
@@ -425,7 +423,6 @@ mod tests {
         let response = rendered(Format::GeoJson, &[paris(Some(433.7))], Some("/points?x"));
         assert_eq!(response.headers()[CONTENT_TYPE], GEO_JSON);
         assert_eq!(response.headers()[LINK], "</points?x>; rel=\"next\"");
-        assert_eq!(response.headers()[VARY], "accept, accept-encoding");
         assert_eq!(
             body(response).await,
             serde_json::json!({

@@ -4,7 +4,7 @@
 //! - No filter: `ORDER BY id DESC` walks the primary key; the cursor adds `id < $last`.
 //! - `bbox`: `ST_Intersects` with the box, which PostGIS expands into `geom && box` plus the
 //!   exact test, so a point on an edge or corner is inside (a box under a tenth of a
-//!   millimetre compares coordinates instead: [`THIN_BOX_DEGREES`]). How the page is found depends on
+//!   millimetre both ways compares coordinates instead: [`THIN_BOX_DEGREES`]). How the page is found depends on
 //!   the share of the points in the box ([`BoxScan`]), which the planner's statistics estimate
 //!   before the page is read (`points_box_share`, one more round trip of about 0.1 ms):
 //!   - under [`INDEXED_BOX_SHARE`]: a walk of `points_geom_newest`, a spatial index on the
@@ -645,21 +645,22 @@ fn push_bbox(sql: &mut QueryBuilder<'static, Postgres>, bbox: &BoundingBox) {
     sql.push(")");
 }
 
-/// Below this width or height in degrees (about 0.1 mm), a box is tested by its coordinates.
+/// Below this width and height in degrees (about 0.1 mm), a box is tested by its coordinates.
 ///
 /// PostGIS 3.3's `ST_Intersects` fails boxes thinner than about 1e-12 degrees in both
 /// directions: it answers the first row right and, once it has prepared the box for the
-/// rows that follow, calls the points inside it outside (1 of 9 such points listed). The
+/// rows that follow, calls the points inside it outside (1 of 9 such points listed). A box
+/// thin in one direction only (a line along a parallel or a meridian) is answered right. The
 /// comparisons are exact at any size, but their selectivity, unknown to the planner, would
 /// multiply the box's estimate and could steer a continent's box to a sort of every point
-/// in it; so they serve only boxes this thin, which hold next to nothing anyway.
+/// in it; so they serve only boxes this small, which hold next to nothing anyway.
 const THIN_BOX_DEGREES: f64 = 1e-9;
 
 /// Whether a point lies in the box `[west, south, east, north]`, edges included:
-/// `ST_Intersects`, or `&&` and the coordinates for a box under [`THIN_BOX_DEGREES`].
+/// `ST_Intersects`, or `&&` and the coordinates for a box under [`THIN_BOX_DEGREES`] both ways.
 fn push_envelope_test(sql: &mut QueryBuilder<'static, Postgres>, part: [f64; 4]) {
     let [west, south, east, north] = part;
-    if east - west < THIN_BOX_DEGREES || north - south < THIN_BOX_DEGREES {
+    if east - west < THIN_BOX_DEGREES && north - south < THIN_BOX_DEGREES {
         sql.push("(geom && ");
         push_envelope(sql, part);
         sql.push(" AND ST_X(geom) BETWEEN ")
@@ -749,16 +750,18 @@ mod tests {
             near: None,
             updated: None,
         };
-        for (width, height) in [(1e-13, 1e-13), (0.0, 1.0), (1.0, 0.0), (0.0, 0.0)] {
+        for (width, height) in [(1e-13, 1e-13), (0.0, 1e-10), (0.0, 0.0)] {
             let text = sql(&thin(width, height), None);
             assert!(!text.contains("ST_Intersects"), "{text}");
             assert!(text.contains("(geom && ST_SetSRID(ST_Envelope("), "{text}");
             assert!(text.contains("ST_X(geom) BETWEEN $"), "{text}");
             assert!(text.contains("ST_Y(geom) BETWEEN $"), "{text}");
         }
-        let text = sql(&thin(1e-6, 1e-6), None);
-        assert!(text.contains("ST_Intersects(geom, "), "{text}");
-        assert!(!text.contains("BETWEEN"), "{text}");
+        for (width, height) in [(1e-6, 1e-6), (0.0, 1.0), (1.0, 0.0)] {
+            let text = sql(&thin(width, height), None);
+            assert!(text.contains("ST_Intersects(geom, "), "{text}");
+            assert!(!text.contains("BETWEEN"), "{text}");
+        }
     }
 
     fn box_only(west: f64, south: f64, east: f64, north: f64) -> Filters {
