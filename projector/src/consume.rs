@@ -207,16 +207,14 @@ impl Worker {
     ) -> anyhow::Result<()> {
         let dead_letters = self.dead_letters(&jetstream::new(self.client.clone()));
         while !*stop.borrow() {
-            let mut batch = consumer
+            let batch = consumer
                 .fetch()
                 .max_messages(self.batch_size)
                 .expires(FETCH_EXPIRES)
                 .messages()
                 .await?;
             let mut messages = Vec::with_capacity(self.batch_size);
-            while let Some(message) = batch.next().await {
-                messages.push(message.map_err(|e| anyhow::anyhow!(e))?);
-            }
+            pull_into(batch, &mut messages).await?;
             if messages.is_empty() {
                 continue;
             }
@@ -226,15 +224,13 @@ impl Worker {
                 // the loop's next turn: the events already pulled are applied either way, and
                 // the wait is short. (Sleeping and then fetching what had arrived measured the
                 // same: 7,151 and 7,773 requests/s in the list mix, against 7,018 and 7,286.)
-                let mut more = consumer
+                let more = consumer
                     .batch()
                     .max_messages(self.batch_size - messages.len())
                     .expires(self.batch_linger)
                     .messages()
                     .await?;
-                while let Some(message) = more.next().await {
-                    messages.push(message.map_err(|e| anyhow::anyhow!(e))?);
-                }
+                pull_into(more, &mut messages).await?;
             }
             let incoming: Vec<Incoming> = messages.iter().map(decode).collect::<Result<_, _>>()?;
             // Once pulled, a batch is applied even if a stop arrives meanwhile: finishing it
@@ -433,6 +429,14 @@ async fn acknowledge(messages: &[Message], incoming: &[Incoming]) {
             "acknowledgement lost; the batch will be redelivered and skipped"
         );
     }
+}
+
+/// Appends the messages of one pull request to `messages`, until the server ends it.
+async fn pull_into(mut pulled: pull::Batch, messages: &mut Vec<Message>) -> anyhow::Result<()> {
+    while let Some(message) = pulled.next().await {
+        messages.push(message.map_err(|e| anyhow::anyhow!(e))?);
+    }
+    Ok(())
 }
 
 async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, delay: Duration) {

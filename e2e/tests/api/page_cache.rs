@@ -79,15 +79,20 @@ async fn a_row_changed_behind_the_projectors_back_shows_within_a_second() {
     assert_eq!(newest(&app, "").await[0].name, "renamed by hand");
 }
 
-/// The body of `GET /points?limit=2<query>` with `accept`, and its `Link` header.
-async fn page_text(app: &TestApp, query: &str, accept: &str) -> (String, String) {
-    let response = app
-        .http
-        .get(app.query.url(&format!("/points?limit=2{query}")))
-        .header("Accept", accept)
+/// `GET url` with one request header set.
+async fn get_with(app: &TestApp, url: &str, header: &str, value: &str) -> reqwest::Response {
+    app.http
+        .get(url)
+        .header(header, value)
         .send()
         .await
-        .expect("query-api answers");
+        .expect("query-api answers")
+}
+
+/// The body of `GET /points?limit=2<query>` with `accept`, and its `Link` header.
+async fn page_text(app: &TestApp, query: &str, accept: &str) -> (String, String) {
+    let url = app.query.url(&format!("/points?limit=2{query}"));
+    let response = get_with(app, &url, "Accept", accept).await;
     assert_eq!(response.status(), 200);
     let link = response.headers()["link"]
         .to_str()
@@ -171,13 +176,7 @@ async fn a_client_that_accepts_gzip_gets_the_cached_page_compressed() {
     let mut answers = Vec::new();
     let from_memory = page_reads(&app, "memory").await;
     for accept_encoding in ["gzip", "br;q=1, gzip;q=0.5", "*", "gzip", "x-gzip"] {
-        let response = app
-            .http
-            .get(&url)
-            .header("Accept-Encoding", accept_encoding)
-            .send()
-            .await
-            .expect("query-api answers");
+        let response = get_with(&app, &url, "Accept-Encoding", accept_encoding).await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-encoding"], "gzip");
         assert_eq!(response.headers()["vary"], "accept, accept-encoding");
@@ -199,25 +198,13 @@ async fn a_client_that_accepts_gzip_gets_the_cached_page_compressed() {
     // compressed answers are served from the page in memory.
     if page_reads(&app, "memory").await > from_memory {
         let before = page_reads(&app, "memory").await;
-        let again = app
-            .http
-            .get(&url)
-            .header("Accept-Encoding", "gzip")
-            .send()
-            .await
-            .expect("query-api answers");
+        let again = get_with(&app, &url, "Accept-Encoding", "gzip").await;
         assert_eq!(again.bytes().await.expect("a body"), answers[0]);
         assert!(page_reads(&app, "memory").await > before);
     }
 
     for refused in ["gzip;q=0", "identity", "br", "*;q=0"] {
-        let response = app
-            .http
-            .get(&url)
-            .header("Accept-Encoding", refused)
-            .send()
-            .await
-            .expect("query-api answers");
+        let response = get_with(&app, &url, "Accept-Encoding", refused).await;
         assert!(
             response.headers().get("content-encoding").is_none(),
             "{refused}"

@@ -46,7 +46,7 @@ use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 
 use super::select::NearestPath;
-use super::{ListParams, Page, current_cursor, list_href, read_page};
+use super::{Format, ListParams, Page, current_cursor, list_href, read_page};
 use crate::http::caching::Checkpoint;
 use crate::http::consistency;
 
@@ -66,7 +66,8 @@ pub(crate) struct PageRead {
     /// page is then serialised once per checkpoint rather than once per reader (about a sixth
     /// of query-api's CPU in the 80/20 list mix), and compressed once rather than once per
     /// client that accepts gzip (which took first-page reads from 13,000 to 4,500 a second).
-    bodies: [[OnceLock<Bytes>; 2]; Rendition::COUNT],
+    /// Indexed by `Rendition as usize`, then plain and gzip.
+    bodies: [[OnceLock<Bytes>; 2]; 3],
 }
 
 /// How a body travels: as rendered, or gzip-compressed for a client that accepts it.
@@ -87,13 +88,12 @@ pub(crate) enum Rendition {
 }
 
 impl Rendition {
-    const COUNT: usize = 3;
-
-    fn index(self) -> usize {
-        match self {
-            Self::Array => 0,
-            Self::GeoJsonNegotiated => 1,
-            Self::GeoJsonNamed => 2,
+    /// The rendition of a page answered in `format`, which the request named in `f` or not.
+    pub(crate) fn of(format: Format, named: Option<Format>) -> Self {
+        match (format, named) {
+            (Format::Json, _) => Self::Array,
+            (Format::GeoJson, None) => Self::GeoJsonNegotiated,
+            (Format::GeoJson, Some(_)) => Self::GeoJsonNamed,
         }
     }
 }
@@ -115,7 +115,7 @@ impl PageRead {
         coding: Coding,
         render: impl FnOnce(&Page) -> Bytes,
     ) -> Bytes {
-        let [plain, gzipped] = &self.bodies[rendition.index()];
+        let [plain, gzipped] = &self.bodies[rendition as usize];
         let plain = plain.get_or_init(|| render(&self.page));
         match coding {
             Coding::Identity => plain.clone(),

@@ -393,13 +393,8 @@ async fn list_points(
         .page
         .next
         .map(|cursor| render::next_link(&params, &cursor));
-    let rendition = match (format, params.format) {
-        (Format::Json, _) => Rendition::Array,
-        (Format::GeoJson, None) => Rendition::GeoJsonNegotiated,
-        (Format::GeoJson, Some(_)) => Rendition::GeoJsonNamed,
-    };
     let coding = render::coding(&headers);
-    let body = read.body(rendition, coding, |page| {
+    let body = read.body(Rendition::of(format, params.format), coding, |page| {
         render::page_body(format, &page.points, next.as_deref())
     });
     Ok(with_validators(

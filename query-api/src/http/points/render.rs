@@ -5,7 +5,7 @@
 
 use axum::body::Bytes;
 use axum::http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, LINK};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -26,28 +26,7 @@ pub(super) fn negotiate(explicit: Option<Format>, headers: &HeaderMap) -> Format
     if let Some(format) = explicit {
         return format;
     }
-    let (mut geojson, mut json) = (None::<f32>, None::<f32>);
-    let ranges = headers
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','));
-    for range in ranges {
-        let mut parts = range.split(';');
-        let media_type = parts.next().unwrap_or_default().trim();
-        let weight = parts
-            .filter_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
-            .find_map(|q| q.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
-        let slot = if media_type.eq_ignore_ascii_case(GEO_JSON) {
-            &mut geojson
-        } else if media_type.eq_ignore_ascii_case("application/json") {
-            &mut json
-        } else {
-            continue;
-        };
-        *slot = Some(slot.map_or(weight, |w| w.max(weight)));
-    }
+    let [geojson, json] = weights(headers, &ACCEPT, [&[GEO_JSON], &["application/json"]]);
     match geojson {
         Some(weight) if weight > 0.0 && weight >= json.unwrap_or(0.0) => Format::GeoJson,
         _ => Format::Json,
@@ -60,33 +39,44 @@ pub(super) fn negotiate(explicit: Option<Format>, headers: &HeaderMap) -> Format
 /// differently (it ignores `*`, and prefers identity when identity weighs more): both are
 /// choices RFC 9110 allows, and both always send what the client said it takes.
 pub(super) fn coding(headers: &HeaderMap) -> Coding {
-    let (mut gzip, mut any) = (None::<f32>, None::<f32>);
-    let codings = headers
-        .get_all(ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','));
-    for item in codings {
-        let mut parts = item.split(';');
-        let name = parts.next().unwrap_or_default().trim();
-        let weight = parts
-            .filter_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
-            .find_map(|q| q.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
-        let slot = if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
-            &mut gzip
-        } else if name == "*" {
-            &mut any
-        } else {
-            continue;
-        };
-        *slot = Some(slot.map_or(weight, |w| w.max(weight)));
-    }
+    let [gzip, any] = weights(headers, &ACCEPT_ENCODING, [&["gzip", "x-gzip"], &["*"]]);
     if gzip.or(any).is_some_and(|weight| weight > 0.0) {
         Coding::Gzip
     } else {
         Coding::Identity
     }
+}
+
+/// The highest weight the `header` lines give any of each group of `names` (compared without
+/// case), `None` for a group they do not list. Items are `name;q=w` separated by commas; an
+/// item without a weight, or whose weight does not parse, weighs 1.
+fn weights<const N: usize>(
+    headers: &HeaderMap,
+    header: &HeaderName,
+    names: [&[&str]; N],
+) -> [Option<f32>; N] {
+    let mut best = [None::<f32>; N];
+    let items = headers
+        .get_all(header)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','));
+    for item in items {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or_default().trim();
+        let Some(group) = names
+            .iter()
+            .position(|group| group.iter().any(|n| n.eq_ignore_ascii_case(name)))
+        else {
+            continue;
+        };
+        let weight = parts
+            .filter_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        best[group] = Some(best[group].map_or(weight, |w| w.max(weight)));
+    }
+    best
 }
 
 /// `path` with the query that asks for `params` again: every filter and the limit, `f` when
@@ -167,7 +157,6 @@ pub(super) fn page(format: Format, body: Bytes, next: Option<&str>, coding: Codi
         // Set here, the compression layer leaves the body alone.
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-
     if let Some(href) = next {
         headers.insert(LINK, link_header(href, None));
     }

@@ -4,9 +4,10 @@
 //! - No filter: `ORDER BY id DESC` walks the primary key; the cursor adds `id < $last`.
 //! - `bbox`: `ST_Intersects` with the box, which PostGIS expands into `geom && box` plus the
 //!   exact test, so a point on an edge or corner is inside (a box under a tenth of a
-//!   millimetre both ways compares coordinates instead: [`THIN_BOX_DEGREES`]). How the page is found depends on
-//!   the share of the points in the box ([`BoxScan`]), which the planner's statistics estimate
-//!   before the page is read (`points_box_share`, one more round trip of about 0.1 ms):
+//!   millimetre both ways compares coordinates instead: [`THIN_BOX_DEGREES`]). How the page
+//!   is found depends on the share of the points in the box ([`BoxScan`]), which the
+//!   planner's statistics estimate before the page is read (`points_box_share`, one more
+//!   round trip of about 0.1 ms):
 //!   - under [`INDEXED_BOX_SHARE`]: a walk of `points_geom_newest`, a spatial index on the
 //!     geometry and a key that follows the id, nearest-first to the largest key. It reads
 //!     about a page's worth of entries however many points the box holds.
